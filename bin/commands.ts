@@ -1,0 +1,112 @@
+// The CLI's commands, as functions returning an exit code, so that the demo
+// and the tests start the service exactly as an operator does.
+import type { AddressInfo } from 'node:net';
+import { runServer } from '../server/main.ts';
+import { generateToken, hashToken } from '../server/auth.ts';
+import type { Config } from '../shared/config.ts';
+import { ConfigError, loadConfig } from '../shared/config-file.ts';
+import { createLogger } from '../shared/log.ts';
+import { openStore } from '../shared/store.ts';
+
+export interface CommandOptions {
+  configFile: string | undefined;
+  tokenName: string;
+  usage: string;
+  /** Called when the server listens (the demo prints its curl here). */
+  onListening?: (address: AddressInfo, config: Config) => void;
+}
+
+/** Loads the configuration, or prints every problem and returns undefined. */
+function configOrReport(file: string | undefined): Config | undefined {
+  if (!file) {
+    process.stderr.write('image-updater: no configuration: pass --config FILE or set IMAGE_UPDATER_CONFIG\n');
+    return undefined;
+  }
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`image-updater: ${err.message}\n`);
+    return undefined;
+  }
+}
+
+function printToken(name: string): number {
+  const token = generateToken();
+  process.stdout.write(`Token (give it to CI as IMAGE_UPDATER_TOKEN; it is stored nowhere and shown only now):
+
+  ${token}
+
+Config entry, to add under "tokens:" (narrow the patterns to what this client needs):
+
+  - name: ${name}
+    sha256: ${hashToken(token)}
+    repositories: ["*"]
+    images: ["**"]
+    keywords: ["*"]
+`);
+  return 0;
+}
+
+async function serve(config: Config, options: CommandOptions): Promise<number> {
+  const log = createLogger(config.log.level);
+  let store;
+  try {
+    store = openStore(config.database.path, { synchronous: config.database.synchronous });
+  } catch (err) {
+    log.fatal({ path: config.database.path, reason: (err as Error).message }, 'cannot open the database');
+    log.flush();
+    return 1;
+  }
+  const controller = new AbortController();
+  const stop = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'signal received');
+    controller.abort();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    await runServer({
+      config,
+      store,
+      log,
+      signal: controller.signal,
+      onListening: (address) => options.onListening?.(address, config),
+    });
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException;
+    log.fatal({ host: config.server.host, port: config.server.port, code }, `cannot listen: ${message}`);
+    return 1;
+  } finally {
+    await store.close();
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+  log.info('stopped');
+  log.flush();
+  return 0;
+}
+
+/** Runs one command; resolves to the process exit code. */
+export async function runCommand(command: string, options: CommandOptions): Promise<number> {
+  if (command === 'token') return printToken(options.tokenName);
+  if (!['serve', 'server', 'migrate', 'check'].includes(command)) {
+    process.stderr.write(`image-updater: unknown command "${command}"\n\n${options.usage}`);
+    return 2;
+  }
+  const config = configOrReport(options.configFile);
+  if (!config) return 2;
+  switch (command) {
+    case 'check':
+      process.stdout.write(`${config.file}: valid (${config.repositories.length} repositories, ${config.tokens.length} tokens)\n`);
+      return 0;
+    case 'migrate': {
+      const store = openStore(config.database.path, { synchronous: config.database.synchronous });
+      await store.close();
+      process.stdout.write(`${config.database.path}: migrations applied\n`);
+      return 0;
+    }
+    default:
+      return serve(config, options);
+  }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// The image-updater command line: one entry point for every process role.
+import { parseArgs } from 'node:util';
+import { runCommand } from './commands.ts';
+
+const USAGE = `usage: image-updater <command> [--config FILE]
+
+commands:
+  serve     run the service (API server; the syncer joins it in a later release)
+  server    run the API server only
+  migrate   apply database migrations, then exit
+  check     validate the configuration, then exit
+  token     print a new random token and the config entry holding its hash
+
+options:
+  -c, --config FILE   configuration file (default: $IMAGE_UPDATER_CONFIG)
+  -n, --name NAME     token name, for "token" (default: ci)
+  -h, --help          show this help
+`;
+
+function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        name: { type: 'string', short: 'n' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`image-updater: ${(err as Error).message}\n\n${USAGE}`);
+    return Promise.resolve(2);
+  }
+  const [command, ...rest] = parsed.positionals;
+  if (parsed.values.help || !command) {
+    (parsed.values.help ? process.stdout : process.stderr).write(USAGE);
+    return Promise.resolve(parsed.values.help ? 0 : 2);
+  }
+  if (rest.length > 0) {
+    process.stderr.write(`image-updater: unexpected argument "${rest[0]}"\n\n${USAGE}`);
+    return Promise.resolve(2);
+  }
+  return runCommand(command, {
+    configFile: parsed.values.config ?? process.env.IMAGE_UPDATER_CONFIG,
+    tokenName: parsed.values.name ?? 'ci',
+    usage: USAGE,
+  });
+}
+
+process.exitCode = await main();

@@ -1,0 +1,82 @@
+// createApp: the express application, built from its parts and never listening itself.
+import express, { type RequestHandler } from 'express';
+import type { Config } from '../shared/config.ts';
+import { ApiError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { Store } from '../shared/store.ts';
+import type { Auth } from './auth.ts';
+import { errorHandler, methodNotAllowed, notFound } from './errors.ts';
+import { healthRouter } from './routes/health.ts';
+import { imagesRouter } from './routes/images.ts';
+
+export interface AppDeps {
+  config: Config;
+  store: Store;
+  auth: Auth;
+  log: Logger;
+  onRecorded?: (repositories: Set<string>) => void;
+}
+
+/** Refuses requests without a valid token; sets res.locals.principal. */
+function authenticate(auth: Auth): RequestHandler {
+  return (req, res, next) => {
+    const principal = auth.authenticate(req.get('authorization'));
+    if (principal === 'missing') {
+      throw new ApiError('UNAUTHENTICATED', 'send the token in an "Authorization: Bearer <token>" header');
+    }
+    if (principal === 'invalid') throw new ApiError('UNAUTHENTICATED', 'the token is not valid');
+    res.locals.principal = principal;
+    next();
+  };
+}
+
+/** Requires a JSON body on writes; answers 415 before reading anything else. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  if (req.method === 'POST' && !req.is(['application/json', 'application/*+json'])) {
+    throw new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with "Content-Type: application/json"');
+  }
+  next();
+};
+
+/** One log line per request: refusals at info with their code, the rest at debug. */
+function requestLog(log: Logger): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      const fields = {
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        ms: Number(process.hrtime.bigint() - start) / 1e6,
+        code: res.locals.errorCode as string | undefined,
+        by: (res.locals.principal as { name?: string } | undefined)?.name,
+      };
+      if (res.statusCode >= 400) log.info(fields, 'request refused');
+      else log.debug(fields, 'request served');
+    });
+    next();
+  };
+}
+
+/** Builds the HTTP application around a store, an authenticator and a logger. */
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(requestLog(deps.log));
+  app.use(healthRouter(deps.store));
+
+  const v1 = express.Router();
+  v1.use(authenticate(deps.auth));
+  v1.use(requireJson);
+  v1.use(express.json({ limit: deps.config.server.maxBodyBytes, strict: true, type: () => true }));
+  v1.use('/images', imagesRouter(deps));
+  v1.all('/images', methodNotAllowed(['GET', 'POST']));
+  v1.all('/images/:id', methodNotAllowed(['GET']));
+  v1.all('/images/:id/events', methodNotAllowed(['GET']));
+  app.use('/v1', v1);
+
+  app.use(notFound);
+  app.use(errorHandler(deps.log));
+  return app;
+}

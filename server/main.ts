@@ -1,0 +1,44 @@
+// Runs the HTTP server until its signal aborts, then drains and closes cleanly.
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../shared/config.ts';
+import type { Logger } from '../shared/log.ts';
+import type { Store } from '../shared/store.ts';
+import { createApp } from './app.ts';
+import { createAuth } from './auth.ts';
+
+export interface ServerOptions {
+  config: Config;
+  store: Store;
+  log: Logger;
+  signal: AbortSignal;
+  onRecorded?: (repositories: Set<string>) => void;
+  onListening?: (address: AddressInfo) => void;
+}
+
+/**
+ * Listens until `signal` aborts; then stops accepting connections, lets
+ * in-flight requests finish (up to server.shutdownTimeout) and resolves.
+ */
+export async function runServer(options: ServerOptions): Promise<void> {
+  const { config, store, log, signal } = options;
+  const app = createApp({ config, store, log, auth: createAuth(config.tokens), onRecorded: options.onRecorded });
+  const server = app.listen(config.server.port, config.server.host);
+  // Keep-alive must outlast a load balancer's idle timeout, or it resets connections mid-request.
+  server.keepAliveTimeout = 65_000;
+  await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  const address = server.address() as AddressInfo;
+  log.info({ host: address.address, port: address.port }, 'listening');
+  options.onListening?.(address);
+
+  if (!signal.aborted) await once(signal, 'abort');
+  log.info({ timeoutMs: config.server.shutdownTimeout }, 'stopping: draining requests');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => {
+    log.warn('requests still running at the shutdown timeout: closing their connections');
+    server.closeAllConnections();
+  }, config.server.shutdownTimeout);
+  await closed;
+  clearTimeout(timer);
+}

@@ -1,0 +1,155 @@
+// The configuration schema, its defaults and the checks across fields.
+// Reading the file and reporting problems with line numbers is config-file.ts.
+import { z } from 'zod';
+import { branchProblem } from './git-ref.ts';
+import { globsToRegex } from './glob.ts';
+import type { Problem } from './problems.ts';
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** Milliseconds for `500ms`, `10s`, `5m`, `1h` or a whole number of milliseconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = DURATION.exec(value);
+  return match ? Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS] : undefined;
+}
+
+const duration = z.unknown().transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'must be a duration such as "500ms", "10s" or "5m", or whole milliseconds' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const branch = z.string().superRefine((value, ctx) => {
+  const problem = branchProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: `is not a valid branch name: ${problem}` });
+});
+
+const globs = z.array(z.string().min(1, 'must not be empty')).min(1, 'must list at least one pattern');
+
+const repositorySchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1 to 63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  url: z.string().min(1, 'must not be empty'),
+  branch: branch.default('main'),
+  branches: globs.optional(),
+});
+
+const tokenSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1 to 63 letters, digits, ".", "_" or "-"'),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits: the SHA-256 of the token, as `image-updater token` prints it'),
+  repositories: globs,
+  images: globs,
+  keywords: globs,
+  admin: z.boolean().default(false),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int('must be a whole number').min(0).max(65535).default(8080),
+      maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      shutdownTimeout: duration.default(10_000),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      path: z.string().min(1).default('./data/image-updater.db'),
+      synchronous: z.enum(['full', 'normal']).default('full'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  policy: z
+    .strictObject({
+      mutableTags: z.array(z.string().min(1)).default(['latest']),
+    })
+    .prefault({}),
+  repositories: z.array(repositorySchema).min(1, 'must list at least one repository'),
+  tokens: z.array(tokenSchema).min(1, 'must list at least one token; `image-updater token` makes one'),
+});
+
+export type Config = z.output<typeof configSchema> & {
+  /** Absolute path of the file the configuration came from. */
+  file: string;
+};
+export type RepositoryConfig = Config['repositories'][number];
+export type TokenConfig = Config['tokens'][number];
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function entries(raw: unknown, key: string): Array<[number, Record<string, unknown>]> {
+  const list = isRecord(raw) ? raw[key] : undefined;
+  return Array.isArray(list)
+    ? list.flatMap((item, i): Array<[number, Record<string, unknown>]> => (isRecord(item) ? [[i, item]] : []))
+    : [];
+}
+
+function duplicates(raw: unknown, list: string, field: string, what: string): Problem[] {
+  const seen = new Map<unknown, number>();
+  const problems: Problem[] = [];
+  for (const [i, item] of entries(raw, list)) {
+    const value = item[field];
+    if (typeof value !== 'string') continue;
+    const first = seen.get(value);
+    if (first === undefined) seen.set(value, i);
+    else problems.push({ path: [list, i, field], kind: 'invalid', message: `${what} is already used by ${list}[${first}]` });
+  }
+  return problems;
+}
+
+/**
+ * Checks that span fields, run on the raw document so that they are reported
+ * together with the schema's problems rather than after they are fixed.
+ */
+export function crossFieldProblems(raw: unknown): Problem[] {
+  const problems = [
+    ...duplicates(raw, 'repositories', 'name', 'this name'),
+    ...duplicates(raw, 'tokens', 'name', 'this name'),
+    ...duplicates(raw, 'tokens', 'sha256', 'this hash'),
+  ];
+  const names = entries(raw, 'repositories')
+    .map(([, r]) => r.name)
+    .filter((n): n is string => typeof n === 'string');
+  for (const [i, token] of entries(raw, 'tokens')) {
+    const patternsOf = (key: string): Array<[number, string]> =>
+      Array.isArray(token[key])
+        ? (token[key] as unknown[]).flatMap((p, k): Array<[number, string]> => (typeof p === 'string' && p ? [[k, p]] : []))
+        : [];
+    for (const [k, pattern] of patternsOf('repositories')) {
+      if (names.length > 0 && !names.some((n) => globsToRegex([pattern]).test(n))) {
+        problems.push({
+          path: ['tokens', i, 'repositories', k],
+          kind: 'invalid',
+          message: `pattern "${pattern}" matches no configured repository (${names.join(', ')})`,
+        });
+      }
+    }
+    for (const [k, pattern] of patternsOf('images')) {
+      const first = pattern.split('/')[0]!;
+      const isRegistry = first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('*');
+      if (!isRegistry) {
+        problems.push({
+          path: ['tokens', i, 'images', k],
+          kind: 'invalid',
+          message: `pattern "${pattern}" can never match: images are matched in normalised form, so write "docker.io/${pattern.includes('/') ? pattern : `library/${pattern}`}"`,
+        });
+      }
+    }
+  }
+  return problems;
+}

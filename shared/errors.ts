@@ -1,0 +1,48 @@
+// Typed errors with codes. One table says what each code means to an HTTP
+// client; the syncer's codes join it with their retry behaviour.
+
+export const HTTP_STATUS = {
+  INVALID_JSON: 400,
+  INVALID_FIELD: 400,
+  MISSING_FIELD: 400,
+  UNKNOWN_FIELD: 400,
+  MUTABLE_TAG: 400,
+  CONFLICTING_UPDATES: 400,
+  BRANCH_NOT_ALLOWED: 400,
+  REPOSITORY_REQUIRED: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  REPOSITORY_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+} as const;
+
+export type ApiErrorCode = keyof typeof HTTP_STATUS;
+
+/** An error a client caused or can act on; its message is safe to send. */
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  readonly field: string | undefined;
+
+  constructor(code: ApiErrorCode, message: string, field?: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.field = field;
+  }
+
+  get status(): number {
+    return HTTP_STATUS[this.code];
+  }
+
+  /** The JSON body every error response carries. */
+  toBody(): { error: { code: string; message: string; field?: string } } {
+    return {
+      error: { code: this.code, message: this.message, ...(this.field === undefined ? {} : { field: this.field }) },
+    };
+  }
+}

@@ -1,0 +1,67 @@
+// Group commit: the writes asked for during one turn of the event loop share
+// one SQLite transaction, and so one fsync. With synchronous=FULL each commit
+// costs ~0.45 ms of fsync here; alone, that caps the server near 2,200 writes
+// a second, while grouped it stays durable and keeps up with the HTTP layer.
+import type { Database } from 'better-sqlite3';
+
+interface Pending {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+/** Queues write transactions and commits them together; each resolves only once durable. */
+export interface GroupCommit {
+  /** Runs `work` inside a savepoint of the next group; resolves after the group commits. */
+  run<T>(work: () => T): Promise<T>;
+  /** Commits whatever is queued now, and resolves when nothing is left. */
+  drain(): Promise<void>;
+}
+
+/** Creates the group committer for one database connection. */
+export function createGroupCommit(db: Database): GroupCommit {
+  let queue: Pending[] = [];
+  let scheduled: NodeJS.Immediate | undefined;
+
+  function flush(): void {
+    scheduled = undefined;
+    const group = queue;
+    queue = [];
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      db.transaction(() => {
+        for (const item of group) {
+          // A nested transaction is a savepoint: one failing write rolls back alone.
+          try {
+            outcomes.push({ ok: true, value: db.transaction(item.work)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      }).immediate();
+    } catch (error) {
+      for (const item of group) item.reject(error);
+      return;
+    }
+    group.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
+  }
+
+  return {
+    run<T>(work: () => T): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+        scheduled ??= setImmediate(flush);
+      });
+    },
+    async drain(): Promise<void> {
+      if (scheduled) {
+        clearImmediate(scheduled);
+        flush();
+      }
+    },
+  };
+}
