@@ -103,7 +103,8 @@ export async function runCommand(command: string, options: CommandOptions): Prom
     case 'migrate': {
       const store = openStore(config.database.path, { synchronous: config.database.synchronous });
       await store.close();
-      process.stdout.write(`${config.database.path}: migrations applied\n`);
+      const applied = store.appliedMigrations;
+      process.stdout.write(`${config.database.path}: ${applied.length ? `applied ${applied.join(', ')}` : 'up to date'}\n`);
       return 0;
     }
     default:

@@ -64,18 +64,20 @@ function resolveFrom(dir: string, target: string): string {
 /** Parses and validates configuration text; throws ConfigError listing every problem. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+      doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
   const problems: Problem[] = [];
   const raw = interpolate(doc.toJS() ?? {}, env, [], problems);
+  // An unset variable already explains why its field is invalid: report it once.
+  const unset = new Set(problems.map((p) => formatPath(p.path)));
   const parsed = configSchema.safeParse(raw, { reportInput: true });
-  if (!parsed.success) problems.push(...problemsFromZod(parsed.error));
-  problems.push(...crossFieldProblems(raw));
+  const derived = [...(parsed.success ? [] : problemsFromZod(parsed.error)), ...crossFieldProblems(raw)];
+  problems.push(...derived.filter((p) => !unset.has(formatPath(p.path))));
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(
       file,

@@ -56,8 +56,13 @@ export const configSchema = z.strictObject({
   server: z
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
-      port: z.number().int('must be a whole number').min(0).max(65535).default(8080),
-      maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      port: z.number().int('must be a whole number').min(0, 'must be from 0 to 65535').max(65535, 'must be from 0 to 65535').default(8080),
+      maxBodyBytes: z
+        .number()
+        .int('must be a whole number')
+        .min(1024, 'must be from 1024 to 16777216 bytes')
+        .max(16 * 1024 * 1024, 'must be from 1024 to 16777216 bytes')
+        .default(64 * 1024),
       shutdownTimeout: duration.default(10_000),
     })
     .prefault({}),

@@ -109,7 +109,7 @@ export function openStore(file: string, options: StoreOptions) {
     return re.test(String(value)) ? 1 : 0;
   });
   const migrations = options.migrations ?? readMigrations();
-  migrate(db, migrations);
+  const appliedMigrations = migrate(db, migrations);
 
   const group = createGroupCommit(db);
   const q = {
@@ -177,6 +177,8 @@ export function openStore(file: string, options: StoreOptions) {
 
   return {
     db,
+    /** The migrations this open applied (empty when the database was up to date). */
+    appliedMigrations,
 
     /** Records a request's updates atomically; resolves once they are durable on disk. */
     recordUpdates(updates: UpdateRequest[], meta: RequestMeta): Promise<Array<{ change: Change; target: Target }>> {
