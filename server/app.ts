@@ -6,8 +6,8 @@ import type { Logger } from '../shared/log.ts';
 import type { Store } from '../shared/store.ts';
 import type { Auth } from './auth.ts';
 import { errorHandler, methodNotAllowed, notFound } from './errors.ts';
-import { healthRouter } from './routes/health.ts';
-import { imagesRouter } from './routes/images.ts';
+import { healthRoutes } from './routes/health.ts';
+import { imagesRoutes } from './routes/images.ts';
 
 export interface AppDeps {
   config: Config;
@@ -30,9 +30,12 @@ function authenticate(auth: Auth): RequestHandler {
   };
 }
 
-/** Requires a JSON body on writes; answers 415 before reading anything else. */
+/** Requires a JSON body; answers 415 before reading anything else. */
 const requireJson: RequestHandler = (req, _res, next) => {
-  if (req.method === 'POST' && !req.is(['application/json', 'application/*+json'])) {
+  const type = req.headers['content-type'];
+  // The common case without type-is, which costs ~5% of a request.
+  const plain = type === 'application/json' || type?.startsWith('application/json;');
+  if (!plain && !req.is(['application/json', 'application/*+json'])) {
     throw new ApiError('UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with "Content-Type: application/json"');
   }
   next();
@@ -64,17 +67,22 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestLog(deps.log));
-  app.use(healthRouter(deps.store));
 
-  const v1 = express.Router();
-  v1.use(authenticate(deps.auth));
-  v1.use(requireJson);
-  v1.use(express.json({ limit: deps.config.server.maxBodyBytes, strict: true, type: () => true }));
-  v1.use('/images', imagesRouter(deps));
-  v1.all('/images', methodNotAllowed(['GET', 'POST']));
-  v1.all('/images/:id', methodNotAllowed(['GET']));
-  v1.all('/images/:id/events', methodNotAllowed(['GET']));
-  app.use('/v1', v1);
+  // Routes are registered flat on the app: every nested Router is one more pass per request.
+  const health = healthRoutes(deps.store);
+  app.get('/healthz', health.healthz);
+  app.get('/readyz', health.readyz);
+
+  const images = imagesRoutes(deps);
+  const auth = authenticate(deps.auth);
+  const body = [requireJson, express.json({ limit: deps.config.server.maxBodyBytes, strict: true, type: () => true })];
+  app.post('/v1/images', auth, ...body, images.create);
+  app.get('/v1/images', auth, images.list);
+  app.get('/v1/images/:id', auth, images.get);
+  app.get('/v1/images/:id/events', auth, images.events);
+  app.all('/v1/images', auth, methodNotAllowed(['GET', 'POST']));
+  app.all('/v1/images/:id', auth, methodNotAllowed(['GET']));
+  app.all('/v1/images/:id/events', auth, methodNotAllowed(['GET']));
 
   app.use(notFound);
   app.use(errorHandler(deps.log));

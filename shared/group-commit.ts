@@ -18,27 +18,40 @@ export interface GroupCommit {
   drain(): Promise<void>;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 /** Creates the group committer for one database connection. */
 export function createGroupCommit(db: Database): GroupCommit {
   let queue: Pending[] = [];
   let scheduled: NodeJS.Immediate | undefined;
 
+  // Fast path: the whole group in one transaction, no savepoints (two statements fewer per write).
+  const runAll = db.transaction((group: Pending[]) => group.map((item) => item.work()));
+  // Slow path, only after a failure: the group again, each write in its own savepoint so that
+  // one failing write rolls back alone. Work is plain SQL inside the transaction, so rerunning
+  // it after the rollback is safe.
+  const savepoint = db.transaction((work: () => unknown) => work());
+  const runIsolated = db.transaction((group: Pending[]) =>
+    group.map((item): Outcome => {
+      try {
+        return { ok: true, value: savepoint(item.work) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    }),
+  );
+
   function flush(): void {
     scheduled = undefined;
     const group = queue;
     queue = [];
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let outcomes: Outcome[];
     try {
-      db.transaction(() => {
-        for (const item of group) {
-          // A nested transaction is a savepoint: one failing write rolls back alone.
-          try {
-            outcomes.push({ ok: true, value: db.transaction(item.work)() });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
-        }
-      }).immediate();
+      try {
+        outcomes = runAll.immediate(group).map((value): Outcome => ({ ok: true, value }));
+      } catch {
+        outcomes = runIsolated.immediate(group);
+      }
     } catch (error) {
       for (const item of group) item.reject(error);
       return;

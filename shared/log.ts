@@ -1,25 +1,40 @@
 // Structured JSON logs (pino): fixed message text, facts in fields, secrets redacted.
+//
+// Redaction is done by serializers on the keys that can carry a secret rather than
+// by pino's path-based `redact`: wildcard paths cost ~10% of a request's CPU here,
+// serializers cost nothing unless their key is logged.
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
-// Belt and braces: no code path logs these, and if one ever does they are censored.
-const REDACT = [
-  'authorization',
-  '*.authorization',
-  'headers.authorization',
-  '*.headers.authorization',
-  'password',
-  '*.password',
-  'secret',
-  '*.secret',
-  'sha256',
-  '*.sha256',
-];
+const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-registry-auth']);
+const CREDENTIALS_IN_URL = /([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi;
+const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 
-/** Strips `user:password@` from URLs so a repository URL can be logged. */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
+/** Strips `user:password@` from every URL in a string, so it can be logged or shown. */
+export function redactUrl(text: string): string {
+  return text.replace(CREDENTIALS_IN_URL, '$1***@');
+}
+
+/** Removes credentials from free text: URLs with user info and Authorization values. */
+export function redactText(text: string): string {
+  return redactUrl(text).replace(BEARER, '$1 [redacted]');
+}
+
+function redactHeaders(headers: unknown): unknown {
+  if (typeof headers !== 'object' || headers === null) return headers;
+  return Object.fromEntries(
+    Object.entries(headers).map(([k, v]) => [k, SECRET_HEADERS.has(k.toLowerCase()) ? '[redacted]' : v]),
+  );
+}
+
+function serializeError(err: unknown): unknown {
+  const plain = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  if (typeof plain !== 'object' || plain === null) return plain;
+  for (const key of ['message', 'stack', 'stderr', 'stdout']) {
+    if (typeof plain[key] === 'string') plain[key] = redactText(plain[key]);
+  }
+  return plain;
 }
 
 /** Creates the process logger; tests pass their own destination. */
@@ -30,7 +45,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       base: { service: 'image-updater' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: {
+        err: serializeError,
+        error: serializeError,
+        headers: redactHeaders,
+        url: (url: unknown) => (typeof url === 'string' ? redactUrl(url) : url),
+      },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );

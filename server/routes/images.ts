@@ -1,6 +1,6 @@
 // POST and GET /v1/images: record desired tags, and show targets and their history.
 import { randomUUID } from 'node:crypto';
-import { Router, type Request, type Response } from 'express';
+import type { Request, Response } from 'express';
 import type { Config, RepositoryConfig } from '../../shared/config.ts';
 import { ApiError } from '../../shared/errors.ts';
 import { globsToRegex } from '../../shared/glob.ts';
@@ -95,15 +95,14 @@ function dedupe(updates: UpdateRequest[]): { unique: UpdateRequest[]; slot: numb
   return { unique, slot };
 }
 
-/** The router for /v1/images. */
-export function imagesRouter({ config, store, log, onRecorded }: ImagesDeps): Router {
-  const router = Router();
+/** The handlers of /v1/images, registered by createApp. */
+export function imagesRoutes({ config, store, log, onRecorded }: ImagesDeps) {
   const repositories = new Map(
     config.repositories.map((r) => [r.name, { ...r, allowed: globsToRegex(r.branches ?? [r.branch]) }]),
   );
   const mutableTags = new Set(config.policy.mutableTags.map((t) => t.toLowerCase()));
 
-  router.post('/', async (req: Request, res: Response) => {
+  async function create(req: Request, res: Response): Promise<void> {
     const principal = res.locals.principal as Principal;
     const { updates: inputs, batch } = parseImagesBody(req.body);
     const ctx = { repositories, mutableTags, principal };
@@ -132,9 +131,9 @@ export function imagesRouter({ config, store, log, onRecorded }: ImagesDeps): Ro
       return { change: slot.indexOf(s) === i ? change : 'unchanged', target: presentTarget(target) };
     });
     res.status(202).json(batch ? { batchId: meta.batchId, updates: shown } : shown[0]);
-  });
+  }
 
-  router.get('/', (req: Request, res: Response) => {
+  function list(req: Request, res: Response): void {
     const principal = res.locals.principal as Principal;
     const { image, ...filter } = parseListQuery(req.query);
     const page = store.listTargets(
@@ -142,7 +141,7 @@ export function imagesRouter({ config, store, log, onRecorded }: ImagesDeps): Ro
       readScope(principal),
     );
     res.json({ targets: page.targets.map(presentTarget), next: page.next === null ? null : String(page.next) });
-  });
+  }
 
   function findTarget(req: Request, res: Response) {
     const id = parseId(String(req.params.id));
@@ -151,13 +150,14 @@ export function imagesRouter({ config, store, log, onRecorded }: ImagesDeps): Ro
     return target;
   }
 
-  router.get('/:id', (req: Request, res: Response) => {
-    res.json(presentTarget(findTarget(req, res)));
-  });
-
-  router.get('/:id/events', (req: Request, res: Response) => {
-    res.json({ events: store.listEvents(findTarget(req, res).id).map(presentEvent) });
-  });
-
-  return router;
+  return {
+    create,
+    list,
+    get(req: Request, res: Response): void {
+      res.json(presentTarget(findTarget(req, res)));
+    },
+    events(req: Request, res: Response): void {
+      res.json({ events: store.listEvents(findTarget(req, res).id).map(presentEvent) });
+    },
+  };
 }

@@ -1,0 +1,34 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger, redactText, redactUrl } from '../../shared/log.ts';
+
+function capture() {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return { log: createLogger('info', sink), lines };
+}
+
+describe('log redaction', () => {
+  it('removes credentials from URLs and Authorization values in text', () => {
+    expect(redactUrl('clone https://bot:s3cret@git.example.com/a.git failed')).toBe('clone https://***@git.example.com/a.git failed');
+    expect(redactText('header Authorization: Bearer iu_abc.def-123 refused')).toBe('header Authorization: Bearer [redacted] refused');
+    expect(redactText('Basic Ym90OnMzY3JldA==')).toBe('Basic [redacted]');
+  });
+
+  it('redacts secret headers, URL user info and error text in log lines', () => {
+    const { log, lines } = capture();
+    log.info({ headers: { authorization: 'Bearer iu_secret', 'content-type': 'application/json' } }, 'x');
+    log.info({ url: 'https://bot:s3cret@git.example.com/acme/gitops.git' }, 'y');
+    log.error({ err: new Error('fatal: could not read from https://bot:s3cret@git.example.com/x') }, 'z');
+    const text = lines.join('');
+    expect(text).not.toContain('iu_secret');
+    expect(text).not.toContain('s3cret');
+    expect(text).toContain('"content-type":"application/json"');
+    expect(text).toContain('https://***@git.example.com/acme/gitops.git');
+  });
+});
