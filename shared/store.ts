@@ -1,68 +1,14 @@
-// The SQLite store: one connection in WAL mode, migrations applied at open,
-// request writes grouped into durable commits, and the queries the API needs.
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { decideChange, type Change, type TargetStatus } from './desired-state.ts';
-import { createGroupCommit } from './group-commit.ts';
+// The store: the main thread's connection for reads and migrations, and the
+// writer thread (writer.ts) for the requests' durable writes.
+import type { Change } from './desired-state.ts';
+import { COLUMNS, openDatabase, type Synchronous, type Target, type TargetEvent } from './database.ts';
 import { migrate, pendingMigrations, readMigrations, type Migration } from './migrate.ts';
+import type { RequestMeta, UpdateRequest } from './record-updates.ts';
+import type { TargetStatus } from './desired-state.ts';
+import { startWriter } from './writer.ts';
 
-/** The desired and applied state of one (repository, branch, image, keyword). */
-export interface Target {
-  id: number;
-  repository: string;
-  branch: string;
-  image: string;
-  keyword: string;
-  desiredTag: string;
-  desiredDigest: string | null;
-  generation: number;
-  batchId: string | null;
-  requestedBy: string;
-  requestedAt: number;
-  requestTrace: string | null;
-  status: TargetStatus;
-  attempts: number;
-  nextAttemptAt: number;
-  lastErrorCode: string | null;
-  lastErrorMessage: string | null;
-  appliedTag: string | null;
-  appliedDigest: string | null;
-  appliedCommit: string | null;
-  appliedAt: number | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
-/** One entry of a target's audit trail. */
-export interface TargetEvent {
-  id: number;
-  targetId: number;
-  at: number;
-  type: string;
-  tag: string | null;
-  digest: string | null;
-  message: string | null;
-  details: Record<string, unknown> | null;
-  traceId: string | null;
-}
-
-/** A validated request for one target, with the repository and branch resolved. */
-export interface UpdateRequest {
-  repository: string;
-  branch: string;
-  image: string;
-  keyword: string;
-  tag: string;
-  digest: string | null;
-}
-
-export interface RequestMeta {
-  requestedBy: string;
-  at: number;
-  batchId: string | null;
-  traceparent: string | null;
-}
+export type { Target, TargetEvent } from './database.ts';
+export type { RequestMeta, UpdateRequest } from './record-updates.ts';
 
 /** Regular expressions a token's reads are limited to; null for all. */
 export type ReadScope = { repository: RegExp; image: RegExp; keyword: RegExp } | null;
@@ -78,102 +24,22 @@ export interface TargetFilter {
 }
 
 export interface StoreOptions {
-  synchronous: 'full' | 'normal';
+  synchronous: Synchronous;
   migrations?: Migration[];
 }
 
-const COLUMNS = `id, repository, branch, image, keyword, desired_tag AS desiredTag, desired_digest AS desiredDigest,
-  generation, batch_id AS batchId, requested_by AS requestedBy, requested_at AS requestedAt,
-  request_trace AS requestTrace, status, attempts, next_attempt_at AS nextAttemptAt,
-  last_error_code AS lastErrorCode, last_error_message AS lastErrorMessage, applied_tag AS appliedTag,
-  applied_digest AS appliedDigest, applied_commit AS appliedCommit, applied_at AS appliedAt,
-  created_at AS createdAt, updated_at AS updatedAt`;
-
-/** The trace id inside a W3C traceparent header, or null. */
-function traceIdOf(traceparent: string | null): string | null {
-  return traceparent ? (/^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(traceparent)?.[1] ?? null) : null;
-}
-
-/** Opens (creating if needed) the database file, applies migrations, and prepares the queries. */
+/** Opens (creating if needed) the database file, applies migrations, and starts the writer thread. */
 export function openStore(file: string, options: StoreOptions) {
-  if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  const regexCache = new Map<string, RegExp>();
-  db.function('regexp', { deterministic: true }, (pattern, value) => {
-    let re = regexCache.get(pattern as string);
-    if (!re) regexCache.set(pattern as string, (re = new RegExp(pattern as string)));
-    return re.test(String(value)) ? 1 : 0;
-  });
+  const db = openDatabase(file, options.synchronous);
   const migrations = options.migrations ?? readMigrations();
   const appliedMigrations = migrate(db, migrations);
-
-  const group = createGroupCommit(db);
+  const writer = startWriter(file, options.synchronous);
   const q = {
-    byKey: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE repository = ? AND branch = ? AND image = ? AND keyword = ?`),
     byId: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE id = ?`),
-    insert: db.prepare(`INSERT INTO targets (repository, branch, image, keyword, desired_tag, desired_digest, batch_id,
-        requested_by, requested_at, request_trace, status, next_attempt_at, created_at, updated_at)
-      VALUES (@repository, @branch, @image, @keyword, @tag, @digest, @batchId,
-        @requestedBy, @at, @traceparent, 'pending', @at, @at, @at)`),
-    request: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
-        batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent,
-        status = 'pending', attempts = 0, next_attempt_at = @at, last_error_code = NULL, last_error_message = NULL,
-        updated_at = @at
-      WHERE id = @id`),
-    event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     events: db.prepare(`SELECT id, target_id AS targetId, at, type, tag, digest, message, details, trace_id AS traceId
       FROM events WHERE target_id = ? ORDER BY id`),
     migrationCount: db.prepare('SELECT count(*) AS n FROM schema_migrations').pluck(),
   };
-
-  function addEvent(targetId: number, at: number, type: string, fields: { tag?: string | null; digest?: string | null; message?: string; details?: object; traceId?: string | null }): void {
-    q.event.run(
-      targetId,
-      at,
-      type,
-      fields.tag ?? null,
-      fields.digest ?? null,
-      fields.message ?? null,
-      fields.details ? JSON.stringify(fields.details) : null,
-      fields.traceId ?? null,
-    );
-  }
-
-  function recordOne(update: UpdateRequest, meta: RequestMeta): { change: Change; target: Target } {
-    const existing = q.byKey.get(update.repository, update.branch, update.image, update.keyword) as Target | undefined;
-    const change = decideChange(existing, update);
-    const traceId = traceIdOf(meta.traceparent);
-    const params = { ...update, ...meta };
-    let id: number;
-    if (!existing) {
-      id = Number(q.insert.run(params).lastInsertRowid);
-    } else {
-      id = existing.id;
-      if (change === 'unchanged') return { change, target: existing };
-      if (change === 'superseded') {
-        addEvent(id, meta.at, 'superseded', {
-          tag: existing.desiredTag,
-          digest: existing.desiredDigest,
-          message: `superseded by ${update.tag}${update.digest ? `@${update.digest}` : ''}`,
-          traceId,
-        });
-      }
-      q.request.run({ ...params, id });
-    }
-    addEvent(id, meta.at, 'requested', {
-      tag: update.tag,
-      digest: update.digest,
-      message: change === 'retried' ? 'requested again after a failure: retrying' : undefined,
-      details: { by: meta.requestedBy, ...(meta.batchId ? { batchId: meta.batchId } : {}) },
-      traceId,
-    });
-    return { change, target: q.byId.get(id) as Target };
-  }
 
   return {
     db,
@@ -182,7 +48,7 @@ export function openStore(file: string, options: StoreOptions) {
 
     /** Records a request's updates atomically; resolves once they are durable on disk. */
     recordUpdates(updates: UpdateRequest[], meta: RequestMeta): Promise<Array<{ change: Change; target: Target }>> {
-      return group.run(() => updates.map((update) => recordOne(update, meta)));
+      return writer.record(updates, meta);
     },
 
     getTarget(id: number, scope: ReadScope): Target | undefined {
@@ -236,7 +102,7 @@ export function openStore(file: string, options: StoreOptions) {
 
     /** Commits queued writes, then closes the database. */
     async close(): Promise<void> {
-      await group.drain();
+      await writer.close();
       if (db.open) db.close();
     },
   };

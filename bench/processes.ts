@@ -1,0 +1,30 @@
+// Starting the servers a benchmark measures, each in its own process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** Spawns `node args…`, logging to `logFile`, and resolves with the port it logs as listening. */
+export async function spawnListening(args: string[], logFile: string): Promise<{ child: ChildProcess; port: number }> {
+  const out = openSync(logFile, 'w');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', out, out] });
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${path.basename(args[0]!)} exited:\n${readFileSync(logFile, 'utf8')}`);
+    const line = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .find((l) => l.includes('"msg":"listening"'));
+    if (line) return { child, port: (JSON.parse(line) as { port: number }).port };
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${args.join(' ')} did not listen within 30 s`);
+}
+
+/** Stops a child with SIGTERM and waits for it. */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}

@@ -1,0 +1,97 @@
+// The writes a request makes: create, supersede or retry a target, with its
+// events. Runs inside the writer thread's group commit (write-worker.ts).
+import type { Database } from 'better-sqlite3';
+import { COLUMNS, type Target } from './database.ts';
+import { decideChange, type Change } from './desired-state.ts';
+
+/** A validated request for one target, with the repository and branch resolved. */
+export interface UpdateRequest {
+  repository: string;
+  branch: string;
+  image: string;
+  keyword: string;
+  tag: string;
+  digest: string | null;
+}
+
+export interface RequestMeta {
+  requestedBy: string;
+  at: number;
+  batchId: string | null;
+  traceparent: string | null;
+}
+
+export interface RecordResult {
+  change: Change;
+  target: Target;
+}
+
+/** The trace id inside a W3C traceparent header, or null. */
+function traceIdOf(traceparent: string | null): string | null {
+  return traceparent ? (/^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(traceparent)?.[1] ?? null) : null;
+}
+
+/** Prepares the statements once; returns the function that records one request's updates. */
+export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], meta: RequestMeta) => RecordResult[] {
+  const q = {
+    byKey: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE repository = ? AND branch = ? AND image = ? AND keyword = ?`),
+    insert: db.prepare(`INSERT INTO targets (repository, branch, image, keyword, desired_tag, desired_digest, batch_id,
+        requested_by, requested_at, request_trace, status, next_attempt_at, created_at, updated_at)
+      VALUES (@repository, @branch, @image, @keyword, @tag, @digest, @batchId,
+        @requestedBy, @at, @traceparent, 'pending', @at, @at, @at)
+      RETURNING ${COLUMNS}`),
+    request: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
+        batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent,
+        status = 'pending', attempts = 0, next_attempt_at = @at, last_error_code = NULL, last_error_message = NULL,
+        updated_at = @at
+      WHERE id = @id
+      RETURNING ${COLUMNS}`),
+    event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+  };
+
+  function addEvent(targetId: number, at: number, type: string, fields: { tag?: string | null; digest?: string | null; message?: string; details?: object; traceId?: string | null }): void {
+    q.event.run(
+      targetId,
+      at,
+      type,
+      fields.tag ?? null,
+      fields.digest ?? null,
+      fields.message ?? null,
+      fields.details ? JSON.stringify(fields.details) : null,
+      fields.traceId ?? null,
+    );
+  }
+
+  function recordOne(update: UpdateRequest, meta: RequestMeta): RecordResult {
+    const existing = q.byKey.get(update.repository, update.branch, update.image, update.keyword) as Target | undefined;
+    const change = decideChange(existing, update);
+    const traceId = traceIdOf(meta.traceparent);
+    const params = { ...update, ...meta };
+    let target: Target;
+    if (!existing) {
+      target = q.insert.get(params) as Target;
+    } else {
+      if (change === 'unchanged') return { change, target: existing };
+      if (change === 'superseded') {
+        addEvent(existing.id, meta.at, 'superseded', {
+          tag: existing.desiredTag,
+          digest: existing.desiredDigest,
+          message: `superseded by ${update.tag}${update.digest ? `@${update.digest}` : ''}`,
+          traceId,
+        });
+      }
+      target = q.request.get({ ...params, id: existing.id }) as Target;
+    }
+    addEvent(target.id, meta.at, 'requested', {
+      tag: update.tag,
+      digest: update.digest,
+      message: change === 'retried' ? 'requested again after a failure: retrying' : undefined,
+      details: { by: meta.requestedBy, ...(meta.batchId ? { batchId: meta.batchId } : {}) },
+      traceId,
+    });
+    return { change, target };
+  }
+
+  return (updates, meta) => updates.map((update) => recordOne(update, meta));
+}
