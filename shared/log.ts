@@ -52,6 +52,18 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         url: (url: unknown) => (typeof url === 'string' ? redactUrl(url) : url),
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? bufferedStdout(),
   );
+}
+
+/**
+ * Standard output, written in chunks of up to 4 KiB rather than one write(2) per
+ * line (a line cost ~20 us of a request's CPU); a timer flushes what waits, so a
+ * quiet service's lines are never more than 250 ms late. Flushed on exit.
+ */
+function bufferedStdout(): DestinationStream {
+  const stream = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => stream.flush(), 250).unref();
+  process.once('exit', () => stream.flushSync());
+  return stream;
 }

@@ -1,16 +1,21 @@
-// The main thread's side of the writer thread: posts a request's updates and
-// resolves once the worker reports them committed (and so fsynced).
+// The main thread's side of the writer thread: collects the writes of one
+// event-loop turn into one message, and resolves each once the worker reports
+// it committed (and so fsynced).
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { Synchronous } from './database.ts';
 import type { RecordResult, RequestMeta, UpdateRequest } from './record-updates.ts';
-import type { WriterReply, WriterRequest } from './write-worker.ts';
+import type { WriterMessage, WriterReply } from './write-worker.ts';
 
 const WORKER = new URL('./write-worker.ts', import.meta.url);
+
+type Request = { id: number; updates: UpdateRequest[]; meta: RequestMeta };
 
 /** Starts the writer thread for a database file (already migrated by the caller). */
 export function startWriter(file: string, synchronous: Synchronous) {
   const pending = new Map<number, { resolve: (r: RecordResult[]) => void; reject: (e: Error) => void }>();
+  let outbox: Request[] = [];
+  let scheduled: NodeJS.Immediate | undefined;
   let nextId = 1;
   let closing = false;
   let worker: Worker | undefined;
@@ -22,11 +27,13 @@ export function startWriter(file: string, synchronous: Synchronous) {
 
   function spawn(): Worker {
     const w = new Worker(WORKER, { workerData: { file, synchronous } });
-    w.on('message', (message: WriterReply) => {
-      const p = pending.get(message.id);
-      pending.delete(message.id);
-      if ('error' in message) p?.reject(new Error(message.error));
-      else p?.resolve(message.results);
+    w.on('message', (replies: WriterReply[]) => {
+      for (const reply of replies) {
+        const p = pending.get(reply.id);
+        pending.delete(reply.id);
+        if ('error' in reply) p?.reject(new Error(reply.error));
+        else p?.resolve(reply.results);
+      }
     });
     w.on('error', (err) => failAll(err));
     w.on('exit', (code) => {
@@ -37,13 +44,16 @@ export function startWriter(file: string, synchronous: Synchronous) {
     return w;
   }
 
-  function send(message: WriterRequest): Promise<RecordResult[]> {
+  function post(message: WriterMessage): void {
     worker ??= spawn();
-    const w = worker;
-    return new Promise((resolve, reject) => {
-      pending.set(message.id, { resolve, reject });
-      w.postMessage(message);
-    });
+    worker.postMessage(message);
+  }
+
+  function flush(): void {
+    scheduled = undefined;
+    const requests = outbox;
+    outbox = [];
+    post({ requests });
   }
 
   worker = spawn();
@@ -51,16 +61,28 @@ export function startWriter(file: string, synchronous: Synchronous) {
     /** Records a request's updates atomically; resolves once durable. */
     record(updates: UpdateRequest[], meta: RequestMeta): Promise<RecordResult[]> {
       if (closing) return Promise.reject(new Error('the store is closed'));
-      return send({ id: nextId++, updates, meta });
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        outbox.push({ id, updates, meta });
+        scheduled ??= setImmediate(flush);
+      });
     },
     /** Commits what is queued, closes the writer's connection and ends the thread. */
     async close(): Promise<void> {
       if (closing) return;
       closing = true;
+      if (scheduled) {
+        clearImmediate(scheduled);
+        flush();
+      }
       const w = worker;
       if (!w) return;
       const exited = once(w, 'exit');
-      await send({ id: nextId++, close: true });
+      const id = nextId++;
+      const closed = new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+      post({ close: id });
+      await closed;
       await exited;
     },
   };
