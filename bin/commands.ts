@@ -7,11 +7,15 @@ import type { Config } from '../shared/config.ts';
 import { ConfigError, loadConfig } from '../shared/config-file.ts';
 import { createLogger } from '../shared/log.ts';
 import { openStore } from '../shared/store.ts';
+import { createSyncRecords } from '../shared/sync-records.ts';
+import { createSyncLoop } from '../syncer/loop.ts';
 
 export interface CommandOptions {
   configFile: string | undefined;
   tokenName: string;
   usage: string;
+  once?: boolean;
+  dryRun?: boolean;
   /** Called when the server listens (the demo prints its curl here). */
   onListening?: (address: AddressInfo, config: Config) => void;
 }
@@ -48,7 +52,8 @@ Config entry, to add under "tokens:" (narrow the patterns to what this client ne
   return 0;
 }
 
-async function serve(config: Config, options: CommandOptions): Promise<number> {
+/** Runs the API server, the syncer, or both, until SIGTERM or SIGINT. */
+async function serve(config: Config, options: CommandOptions, roles: { server: boolean; syncer: boolean }): Promise<number> {
   const log = createLogger(config.log.level);
   let store;
   try {
@@ -65,18 +70,26 @@ async function serve(config: Config, options: CommandOptions): Promise<number> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  const loop = roles.syncer ? createSyncLoop({ config, records: createSyncRecords(store.db), log }) : undefined;
+  let code = 0;
   try {
-    await runServer({
-      config,
-      store,
-      log,
-      signal: controller.signal,
-      onListening: (address) => options.onListening?.(address, config),
-    });
-  } catch (err) {
-    const { code, message } = err as NodeJS.ErrnoException;
-    log.fatal({ host: config.server.host, port: config.server.port, code }, `cannot listen: ${message}`);
-    return 1;
+    await Promise.all([
+      roles.server
+        ? runServer({
+            config,
+            store,
+            log,
+            signal: controller.signal,
+            onRecorded: () => loop?.notify(),
+            onListening: (address) => options.onListening?.(address, config),
+          }).catch((err: NodeJS.ErrnoException) => {
+            log.fatal({ host: config.server.host, port: config.server.port, code: err.code }, `cannot listen: ${err.message}`);
+            code = 1;
+            controller.abort();
+          })
+        : undefined,
+      loop?.run(controller.signal),
+    ]);
   } finally {
     await store.close();
     process.off('SIGTERM', stop);
@@ -84,13 +97,37 @@ async function serve(config: Config, options: CommandOptions): Promise<number> {
   }
   log.info('stopped');
   log.flush();
-  return 0;
+  return code;
+}
+
+/** `sync --once [--dry-run]`: one pass over every pending target; prints the diffs of a dry run. */
+async function syncOnce(config: Config, options: CommandOptions): Promise<number> {
+  const log = createLogger(config.log.level);
+  const store = openStore(config.database.path, { synchronous: config.database.synchronous });
+  try {
+    const loop = createSyncLoop({ config, records: createSyncRecords(store.db), log });
+    const results = await loop.once({ dryRun: options.dryRun ?? false });
+    let failed = 0;
+    for (const r of results) {
+      if (r.diff) process.stdout.write(r.diff);
+      for (const t of r.results) {
+        if (t.kind !== 'synced') failed++;
+        const what = t.kind === 'synced' ? (t.committed ? `committed ${t.commit.slice(0, 12)}` : 'already at tag') : `${t.kind === 'retry' ? 'will retry' : 'failed'}: ${t.error.code}: ${t.error.message}`;
+        process.stderr.write(`${r.repository}@${r.branch} ${t.target.image}:${t.target.desiredTag} (${t.target.keyword}): ${options.dryRun && t.kind === 'synced' ? 'would be synced' : what}\n`);
+      }
+    }
+    if (results.length === 0) process.stderr.write('nothing pending\n');
+    return failed > 0 ? 1 : 0;
+  } finally {
+    await store.close();
+    log.flush();
+  }
 }
 
 /** Runs one command; resolves to the process exit code. */
 export async function runCommand(command: string, options: CommandOptions): Promise<number> {
   if (command === 'token') return printToken(options.tokenName);
-  if (!['serve', 'server', 'migrate', 'check'].includes(command)) {
+  if (!['serve', 'server', 'syncer', 'sync', 'migrate', 'check'].includes(command)) {
     process.stderr.write(`image-updater: unknown command "${command}"\n\n${options.usage}`);
     return 2;
   }
@@ -107,7 +144,17 @@ export async function runCommand(command: string, options: CommandOptions): Prom
       process.stdout.write(`${config.database.path}: ${applied.length ? `applied ${applied.join(', ')}` : 'up to date'}\n`);
       return 0;
     }
+    case 'sync':
+      if (!options.once) {
+        process.stderr.write('image-updater: "sync" needs --once (the continuous syncer is "image-updater syncer")\n');
+        return 2;
+      }
+      return syncOnce(config, options);
+    case 'server':
+      return serve(config, options, { server: true, syncer: false });
+    case 'syncer':
+      return serve(config, options, { server: false, syncer: true });
     default:
-      return serve(config, options);
+      return serve(config, options, { server: true, syncer: true });
   }
 }

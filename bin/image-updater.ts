@@ -6,15 +6,19 @@ import { runCommand } from './commands.ts';
 const USAGE = `usage: image-updater <command> [--config FILE]
 
 commands:
-  serve     run the service (API server; the syncer joins it in a later release)
-  server    run the API server only
-  migrate   apply database migrations, then exit
-  check     validate the configuration, then exit
-  token     print a new random token and the config entry holding its hash
+  serve          run the service: the API server and the syncer in one process
+  server         run the API server only (a separate "syncer" polls the database)
+  syncer         run the syncer only
+  sync --once    sync every pending target once, then exit (--dry-run: print the diff, push nothing)
+  migrate        apply database migrations, then exit
+  check          validate the configuration, then exit
+  token          print a new random token and the config entry holding its hash
 
 options:
   -c, --config FILE   configuration file (default: $IMAGE_UPDATER_CONFIG)
   -n, --name NAME     token name, for "token" (default: ci)
+      --once          with "sync": one pass
+      --dry-run       with "sync --once": change nothing, print the diff
   -h, --help          show this help
 `;
 
@@ -26,6 +30,8 @@ function main(): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         name: { type: 'string', short: 'n' },
+        once: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -45,6 +51,8 @@ function main(): Promise<number> {
   return runCommand(command, {
     configFile: parsed.values.config ?? process.env.IMAGE_UPDATER_CONFIG,
     tokenName: parsed.values.name ?? 'ci',
+    once: parsed.values.once ?? false,
+    dryRun: parsed.values['dry-run'] ?? false,
     usage: USAGE,
   });
 }

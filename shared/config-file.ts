@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import { configSchema, crossFieldProblems, type Config } from './config.ts';
-import { formatPath, problemsFromZod, type PathKey, type Problem } from './problems.ts';
+import { formatPath, problemsFromZod, yamlErrorText, type PathKey, type Problem } from './problems.ts';
 
 /** A configuration that cannot be used; `problems` lists every reason, one line each. */
 export class ConfigError extends Error {
@@ -68,7 +68,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
+      doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? '?'}: ${yamlErrorText(e.message)}`),
     );
   }
   const problems: Problem[] = [];
@@ -93,11 +93,16 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     ...config,
     file: path.resolve(file),
     database: { ...config.database, path: resolveFrom(dir, config.database.path) },
+    syncer: {
+      ...config.syncer,
+      workDir: resolveFrom(dir, config.syncer.workDir),
+    },
     repositories: config.repositories.map((repo) => ({
       ...repo,
       // A relative local path is relative to the configuration file, like every other path in it.
       url: repo.url.startsWith('./') || repo.url.startsWith('../') ? resolveFrom(dir, repo.url) : repo.url,
       branches: repo.branches ?? [repo.branch],
+      auth: repo.auth && { ...repo.auth, ...(repo.auth.sshKeyFile ? { sshKeyFile: resolveFrom(dir, repo.auth.sshKeyFile) } : {}) },
     })),
   };
 }

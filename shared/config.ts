@@ -32,6 +32,8 @@ const branch = z.string().superRefine((value, ctx) => {
 
 const globs = z.array(z.string().min(1, 'must not be empty')).min(1, 'must list at least one pattern');
 
+export const DEFAULT_INCLUDE = ['*.yaml', '*.yml', '*.jsonnet', '*.libsonnet'];
+
 const repositorySchema = z.strictObject({
   name: z
     .string()
@@ -39,6 +41,17 @@ const repositorySchema = z.strictObject({
   url: z.string().min(1, 'must not be empty'),
   branch: branch.default('main'),
   branches: globs.optional(),
+  /** ripgrep globs of the files searched for markers (a leading "!" excludes). */
+  include: globs.default(DEFAULT_INCLUDE),
+  /** A command run in the working copy after the edit, e.g. ["kustomize", "build", "clusters/prod"]. */
+  validate: z.array(z.string().min(1)).min(1, 'must name a command').optional(),
+  auth: z
+    .strictObject({
+      username: z.string().min(1).optional(),
+      password: z.string().min(1, 'must not be empty').optional(),
+      sshKeyFile: z.string().min(1).optional(),
+    })
+    .optional(),
 });
 
 const tokenSchema = z.strictObject({
@@ -80,6 +93,24 @@ export const configSchema = z.strictObject({
   policy: z
     .strictObject({
       mutableTags: z.array(z.string().min(1)).default(['latest']),
+    })
+    .prefault({}),
+  syncer: z
+    .strictObject({
+      workDir: z.string().min(1).default('./data/work'),
+      quietWindow: duration
+        .refine((ms) => ms <= 2000, 'must be at most 2s: a longer wait would hold back every release')
+        .default(200),
+      pollInterval: duration.default(1000),
+      concurrency: z.number().int('must be a whole number').min(1, 'must be from 1 to 32').max(32, 'must be from 1 to 32').default(4),
+      pushAttempts: z.number().int('must be a whole number').min(1, 'must be from 1 to 20').max(20, 'must be from 1 to 20').default(4),
+      gitTimeout: duration.default(60_000),
+      validateTimeout: duration.default(60_000),
+      retryInitial: duration.default(5_000),
+      retryMax: duration.default(600_000),
+      author: z
+        .strictObject({ name: z.string().min(1).default('image-updater'), email: z.string().min(3).default('image-updater@localhost') })
+        .prefault({}),
     })
     .prefault({}),
   repositories: z.array(repositorySchema).min(1, 'must list at least one repository'),

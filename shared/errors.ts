@@ -46,3 +46,37 @@ export class ApiError extends Error {
     };
   }
 }
+
+/**
+ * Why a target could not be synced. Transient errors (network, git server,
+ * rejected push) are retried with backoff; terminal ones stop the target as
+ * `failed` until a new request, and their message says what to fix.
+ */
+export const SYNC_ERRORS = {
+  MARKER_NOT_FOUND: { transient: false },
+  VALIDATION_FAILED: { transient: false },
+  UNSAFE_PATH: { transient: false },
+  GIT_UNAVAILABLE: { transient: true },
+  GIT_AUTH_FAILED: { transient: true },
+  GIT_FAILED: { transient: true },
+  PUSH_REJECTED: { transient: true },
+  SEARCH_FAILED: { transient: true },
+  SYNC_FAILED: { transient: true },
+} as const;
+
+export type SyncErrorCode = keyof typeof SYNC_ERRORS;
+
+/** A sync failure with its code; the message is shown to users, so it names what to fix and holds no secret. */
+export class SyncError extends Error {
+  readonly code: SyncErrorCode;
+
+  constructor(code: SyncErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SyncError';
+    this.code = code;
+  }
+
+  get transient(): boolean {
+    return SYNC_ERRORS[this.code].transient;
+  }
+}

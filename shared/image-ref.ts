@@ -118,3 +118,27 @@ export function keywordProblem(keyword: string): string | undefined {
     ? undefined
     : 'must match [A-Za-z0-9][A-Za-z0-9._-]{0,127} (a letter or digit, then letters, digits, ".", "_" or "-")';
 }
+
+/** A full reference as written on a manifest line: name, optional tag, optional digest. */
+export interface Reference {
+  name: ImageName;
+  /** The name exactly as written (the part before `:tag` / `@digest`). */
+  written: string;
+  tag: string | undefined;
+  digest: string | undefined;
+}
+
+/** Parses `name[:tag][@digest]`, or returns undefined when the text is not a valid reference. */
+export function parseReference(text: string): Reference | undefined {
+  const at = text.indexOf('@');
+  const digest = at === -1 ? undefined : text.slice(at + 1);
+  if (digest !== undefined && digestProblem(digest)) return undefined;
+  const nameAndTag = at === -1 ? text : text.slice(0, at);
+  const lastSlash = nameAndTag.lastIndexOf('/');
+  const colon = nameAndTag.indexOf(':', lastSlash + 1);
+  const written = colon === -1 ? nameAndTag : nameAndTag.slice(0, colon);
+  const tag = colon === -1 ? undefined : nameAndTag.slice(colon + 1);
+  if (tag !== undefined && tagProblem(tag)) return undefined;
+  const name = parseImageName(written);
+  return name.ok ? { name: name.value, written, tag, digest } : undefined;
+}

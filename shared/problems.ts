@@ -53,3 +53,8 @@ export function problemsFromZod(error: z.ZodError): Problem[] {
 function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
+
+/** The first line of a yaml library error, without its redundant "at line N, column M:" suffix. */
+export function yamlErrorText(message: string): string {
+  return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+}

@@ -28,7 +28,7 @@ export interface AppOptions {
 
 /** A config file with the gitops and infra repositories and the test tokens. */
 export function configYaml(dir: string, { extra = '', oneRepository = false }: AppOptions = {}): string {
-  const tokens = oneRepository ? tokensYaml().replace(/  - name: other[\s\S]*?(?=  - name: admin)/, '') : tokensYaml();
+  const tokens = tokensYaml({ gitopsOnly: oneRepository });
   return `server: { host: 127.0.0.1, port: 0 }
 database: { path: ${path.join(dir, 'db', 'image-updater.db')} }
 log: { level: debug }

@@ -9,9 +9,12 @@ export const TOKENS = {
   admin: 'iu_test-admin-token-0123456789',
 } as const;
 
-/** The `tokens:` section for TOKENS: ci may write gcr.io/acme/** with image-automation-* to gitops; other only reads "infra". */
-export function tokensYaml(): string {
-  return `tokens:
+/**
+ * The `tokens:` section for TOKENS: ci may write gcr.io/acme/** with image-automation-* to gitops;
+ * other only "infra" (left out when only gitops is configured: its scope would match nothing).
+ */
+export function tokensYaml({ gitopsOnly = false } = {}): string {
+  const yaml = `tokens:
   - name: ci
     sha256: ${sha(TOKENS.ci)}
     repositories: ["gitops"]
@@ -29,4 +32,5 @@ export function tokensYaml(): string {
     keywords: ["*"]
     admin: true
 `;
+  return gitopsOnly ? yaml.replace(/ {2}- name: other[\s\S]*?(?= {2}- name: admin)/, '') : yaml;
 }

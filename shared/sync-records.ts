@@ -1,0 +1,134 @@
+// The syncer's reads and writes: which targets are due, and the outcome of
+// one sync recorded in one transaction (targets, events, commits).
+import type { Database } from 'better-sqlite3';
+
+/** A target as the syncer needs it. */
+export interface DueTarget {
+  id: number;
+  generation: number;
+  repository: string;
+  branch: string;
+  image: string;
+  keyword: string;
+  desiredTag: string;
+  desiredDigest: string | null;
+  attempts: number;
+  requestedAt: number;
+  requestTrace: string | null;
+}
+
+export interface SyncErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** What became of one target in a sync. */
+export type TargetResult =
+  | { kind: 'synced'; target: DueTarget; commit: string; committed: boolean; fromTags: string[] }
+  | { kind: 'failed'; target: DueTarget; error: SyncErrorInfo }
+  | { kind: 'retry'; target: DueTarget; error: SyncErrorInfo; retryAt: number };
+
+export interface CommitRecord {
+  sha: string;
+  mode: 'batch' | 'single';
+  targetIds: number[];
+}
+
+/** Everything one sync of a repository+branch produced. */
+export interface SyncRecord {
+  repository: string;
+  branch: string;
+  at: number;
+  commits: CommitRecord[];
+  results: TargetResult[];
+  traceId?: string | null;
+}
+
+const DUE_COLUMNS = `id, generation, repository, branch, image, keyword, desired_tag AS desiredTag,
+  desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace`;
+
+/** Prepares the syncer's statements on a connection. */
+export function createSyncRecords(db: Database) {
+  const q = {
+    due: db.prepare(`SELECT ${DUE_COLUMNS} FROM targets
+      WHERE status IN ('pending', 'awaiting_mirror') AND next_attempt_at <= ? ORDER BY repository, branch, id`),
+    nextDue: db.prepare(`SELECT min(next_attempt_at) FROM targets WHERE status IN ('pending', 'awaiting_mirror')`).pluck(),
+    commit: db.prepare('INSERT INTO commits (repository, branch, sha, mode, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (repository, sha) DO UPDATE SET at = at RETURNING id').pluck(),
+    commitTarget: db.prepare('INSERT OR IGNORE INTO commit_targets (commit_id, target_id, from_tag, to_tag) VALUES (?, ?, ?, ?)'),
+    synced: db.prepare(`UPDATE targets SET status = 'synced', applied_tag = desired_tag, applied_digest = desired_digest,
+        applied_commit = @commit, applied_at = @at, attempts = 0, last_error_code = NULL, last_error_message = NULL, updated_at = @at
+      WHERE id = @id AND generation = @generation`),
+    failed: db.prepare(`UPDATE targets SET status = 'failed', attempts = attempts + 1, last_error_code = @code,
+        last_error_message = @message, updated_at = @at
+      WHERE id = @id AND generation = @generation`),
+    retry: db.prepare(`UPDATE targets SET attempts = attempts + 1, next_attempt_at = @retryAt, last_error_code = @code,
+        last_error_message = @message, updated_at = @at
+      WHERE id = @id AND generation = @generation`),
+    event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+  };
+
+  function event(targetId: number, at: number, type: string, tag: string | null, message: string | null, details: object | null, traceId: string | null) {
+    q.event.run(targetId, at, type, tag, null, message, details ? JSON.stringify(details) : null, traceId);
+  }
+
+  const record = db.transaction((sync: SyncRecord) => {
+    const traceId = sync.traceId ?? null;
+    const commitOf = new Map<number, CommitRecord>();
+    for (const c of sync.commits) {
+      const id = q.commit.get(sync.repository, sync.branch, c.sha, c.mode, sync.at) as number;
+      for (const targetId of c.targetIds) commitOf.set(targetId, c);
+      for (const r of sync.results) {
+        if (r.kind === 'synced' && c.targetIds.includes(r.target.id)) {
+          q.commitTarget.run(id, r.target.id, r.fromTags.join(', ') || null, r.target.desiredTag);
+        }
+      }
+    }
+    for (const r of sync.results) {
+      const t = r.target;
+      const key = { id: t.id, generation: t.generation, at: sync.at };
+      if (r.kind === 'synced') {
+        const c = commitOf.get(t.id);
+        if (r.committed && c) {
+          event(t.id, sync.at, 'committed', t.desiredTag, `committed ${c.sha.slice(0, 12)} (${c.mode})`, { sha: c.sha, mode: c.mode, from: r.fromTags }, traceId);
+          event(t.id, sync.at, 'pushed', t.desiredTag, `pushed to ${sync.branch}`, { sha: c.sha }, traceId);
+        }
+        // A newer request during the sync keeps the target pending for its new tag.
+        if (q.synced.run({ ...key, commit: r.commit }).changes === 1) {
+          event(t.id, sync.at, 'synced', t.desiredTag, r.committed ? null : `already at ${t.desiredTag} in ${r.commit.slice(0, 12)}`, { commit: r.commit }, traceId);
+        }
+      } else if (r.kind === 'failed') {
+        if (q.failed.run({ ...key, ...r.error }).changes === 1) {
+          event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: false }, traceId);
+        }
+      } else if (q.retry.run({ ...key, ...r.error, retryAt: r.retryAt }).changes === 1) {
+        event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: true, retryAt: new Date(r.retryAt).toISOString() }, traceId);
+      }
+    }
+  });
+
+  return {
+    /** Targets due now, grouped by repository and branch. */
+    dueGroups(now: number): Array<{ repository: string; branch: string; targets: DueTarget[] }> {
+      const groups = new Map<string, { repository: string; branch: string; targets: DueTarget[] }>();
+      for (const t of q.due.all(now) as DueTarget[]) {
+        const key = `${t.repository}\u0000${t.branch}`;
+        let group = groups.get(key);
+        if (!group) groups.set(key, (group = { repository: t.repository, branch: t.branch, targets: [] }));
+        group.targets.push(t);
+      }
+      return [...groups.values()];
+    },
+
+    /** When the next pending target becomes due, or null when none is pending. */
+    nextDueAt(): number | null {
+      return (q.nextDue.get() as number | null) ?? null;
+    },
+
+    /** Records a sync's commits and outcomes atomically. */
+    record(sync: SyncRecord): void {
+      record.immediate(sync);
+    },
+  };
+}
+
+export type SyncRecords = ReturnType<typeof createSyncRecords>;

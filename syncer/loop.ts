@@ -1,0 +1,149 @@
+// The syncer loop: wakes on a new desired tag (in-process notify) or a poll,
+// waits a short quiet window so requests that arrive together share a commit,
+// syncs due repository+branch groups in parallel (one sync per group at a
+// time), and records each outcome in one transaction.
+import type { Config } from '../shared/config.ts';
+import { SyncError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { DueTarget, SyncRecord, SyncRecords } from '../shared/sync-records.ts';
+import { syncRepository, type SyncContext, type SyncOptions } from './sync-repository.ts';
+
+/** The longest a steady stream of requests may hold a sync back. */
+export const MAX_QUIET_MS = 2000;
+
+export interface LoopDeps {
+  config: Config;
+  records: SyncRecords;
+  log: Logger;
+  now?: () => number;
+  /** The sync of one group; tests and the mirror seam may wrap it. */
+  sync?: (ctx: SyncContext, ...args: Parameters<typeof syncRepository> extends [unknown, ...infer R] ? R : never) => ReturnType<typeof syncRepository>;
+  confirmMirror?: SyncContext['confirmMirror'];
+}
+
+function sleep(ms: number, signal: AbortSignal, wake: Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, Math.max(0, ms));
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+    void wake.then(done);
+  });
+}
+
+/** Creates the loop; `run` drives it until the signal aborts, `notify` wakes it. */
+export function createSyncLoop(deps: LoopDeps) {
+  const { config, records, log } = deps;
+  const now = deps.now ?? Date.now;
+  const sync = deps.sync ?? syncRepository;
+  const repositories = new Map(config.repositories.map((r) => [r.name, r]));
+  const busy = new Set<string>();
+  const running = new Set<Promise<void>>();
+  let firstNotify: number | null = null;
+  let lastNotify = 0;
+  // A wake that comes while the loop is busy must not be lost: it is a flag, checked before sleeping.
+  let woken = false;
+  let wakeUp: () => void = () => {};
+
+  function wake(): void {
+    woken = true;
+    wakeUp();
+  }
+
+  function record(result: SyncRecord): void {
+    records.record(result);
+    for (const r of result.results) {
+      const fields = { targetId: r.target.id, repository: result.repository, branch: result.branch, image: r.target.image, tag: r.target.desiredTag };
+      if (r.kind === 'synced') log.info({ ...fields, commit: r.commit, committed: r.committed }, 'target synced');
+      else if (r.kind === 'failed') log.warn({ ...fields, code: r.error.code, reason: r.error.message }, 'target failed');
+      else log.info({ ...fields, code: r.error.code, reason: r.error.message, retryAt: new Date(r.retryAt).toISOString() }, 'target will retry');
+    }
+  }
+
+  /** Syncs one group and records it; a failure here is a bug, logged and retried later. */
+  async function syncGroup(repository: string, branch: string, targets: DueTarget[], signal: AbortSignal | undefined, options: SyncOptions): Promise<SyncRecord & { diff?: string }> {
+    const repo = repositories.get(repository);
+    if (!repo) {
+      const error = new SyncError('SYNC_FAILED', `repository "${repository}" is no longer configured; add it back or delete its targets`);
+      const result: SyncRecord = { repository, branch, at: now(), commits: [], results: targets.map((target) => ({ kind: 'failed', target, error: { code: error.code, message: error.message } })) };
+      if (!options.dryRun) record(result);
+      return result;
+    }
+    const result = await sync({ config, log, now, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
+    if (!options.dryRun) record(result);
+    return result;
+  }
+
+  /** Starts a sync for every due group not already syncing, up to the concurrency limit. */
+  function pass(signal: AbortSignal): void {
+    for (const group of records.dueGroups(now())) {
+      const key = `${group.repository}\u0000${group.branch}`;
+      if (busy.has(key) || running.size >= config.syncer.concurrency) continue;
+      busy.add(key);
+      const job = syncGroup(group.repository, group.branch, group.targets, signal, {})
+        .then(
+          // Requests may have arrived meanwhile, and groups may have waited for a free slot.
+          () => true,
+          (err: unknown) => {
+            // Not woken again: a crash that repeats is retried at the poll interval, not in a tight loop.
+            log.error({ err, repository: group.repository, branch: group.branch }, 'sync crashed');
+            return false;
+          },
+        )
+        .then((again) => {
+          busy.delete(key);
+          running.delete(job);
+          if (again) wake();
+        });
+      running.add(job);
+    }
+  }
+
+  return {
+    /** A new desired tag was recorded: sync soon, after the quiet window. */
+    notify(): void {
+      lastNotify = now();
+      firstNotify ??= lastNotify;
+      wake();
+    },
+
+    /** Runs until `signal` aborts, then waits for the syncs in flight. */
+    async run(signal: AbortSignal): Promise<void> {
+      log.info({ concurrency: config.syncer.concurrency, quietWindowMs: config.syncer.quietWindow }, 'syncer started');
+      while (!signal.aborted) {
+        if (firstNotify !== null) {
+          // Quiet window: each new request extends it, up to MAX_QUIET_MS after the first.
+          const deadline = firstNotify + MAX_QUIET_MS;
+          for (let until = Math.min(lastNotify + config.syncer.quietWindow, deadline); now() < until && !signal.aborted; until = Math.min(lastNotify + config.syncer.quietWindow, deadline)) {
+            await sleep(until - now(), signal, new Promise(() => {}));
+          }
+          firstNotify = null;
+        }
+        if (signal.aborted) break;
+        pass(signal);
+        const nextDue = records.nextDueAt();
+        // Due now but not started (its group is syncing, or no slot is free): a finishing sync wakes us.
+        const untilDue = nextDue === null || nextDue <= now() ? Infinity : nextDue - now();
+        const wait = Math.min(config.syncer.pollInterval, untilDue);
+        if (!woken) await sleep(wait, signal, new Promise<void>((r) => (wakeUp = r)));
+        woken = false;
+      }
+      log.info({ inFlight: running.size }, 'syncer stopping: waiting for syncs in flight');
+      await Promise.allSettled([...running]);
+    },
+
+    /** One pass over every pending target, ignoring retry times; resolves with what each group produced. */
+    async once(options: SyncOptions = {}): Promise<Array<SyncRecord & { diff?: string }>> {
+      const results = [];
+      for (const group of records.dueGroups(Number.MAX_SAFE_INTEGER)) {
+        results.push(await syncGroup(group.repository, group.branch, group.targets, undefined, options));
+      }
+      return results;
+    },
+  };
+}
+
+export type SyncLoop = ReturnType<typeof createSyncLoop>;

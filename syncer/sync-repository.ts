@@ -1,0 +1,202 @@
+// One sync of a repository+branch (DESIGN §5, steps 2–8): working copy, one
+// ripgrep call, the plan, edit and validate, one commit and push with retries
+// on rejection, and one commit per image when the batch cannot land. The
+// caller records the returned outcomes in one transaction (step 9).
+import { lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { backoffMs } from '../shared/backoff.ts';
+import type { Config, RepositoryConfig } from '../shared/config.ts';
+import { SyncError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records.ts';
+import { commitMessage } from './commit-message.ts';
+import { findCandidates } from './find-markers.ts';
+import { planEdits, type PlanTarget, type TargetPlan } from './plan-edits.ts';
+import { validateFiles } from './validate-files.ts';
+import { workingCopy, type WorkingCopy } from './working-copy.ts';
+
+export interface SyncContext {
+  config: Config;
+  log: Logger;
+  now: () => number;
+  random?: () => number;
+  /** Aborts git, ripgrep and validation child processes. */
+  signal?: AbortSignal;
+  /** Confirms images in the mirror registry; the mirror issue fills this seam. Default: all confirmed. */
+  confirmMirror?: (targets: DueTarget[]) => Promise<{ ready: DueTarget[]; results: TargetResult[] }>;
+}
+
+export interface SyncOptions {
+  /** Plan and edit, print nothing to the remote: the diff is returned and nothing is committed. */
+  dryRun?: boolean;
+}
+
+/** Where a repository+branch's working copy lives under the work dir. */
+export function workingCopyDir(workDir: string, repository: string, branch: string): string {
+  return path.join(workDir, repository, encodeURIComponent(branch));
+}
+
+/** Reads a file of the working copy, refusing anything that is not a regular file inside it. */
+function safePath(dir: string, relative: string): string {
+  const full = path.resolve(dir, relative);
+  const root = realpathSync(dir);
+  const stat = lstatSync(full, { throwIfNoEntry: false });
+  if (!full.startsWith(dir + path.sep) || !stat?.isFile() || realpathSync(path.dirname(full)) !== path.join(root, path.relative(dir, path.dirname(full)))) {
+    throw new SyncError('UNSAFE_PATH', `${relative} is not a regular file inside the repository (symbolic links are never followed)`);
+  }
+  return full;
+}
+
+function toPlanTarget(t: DueTarget): PlanTarget {
+  return { id: t.id, image: t.image, aliases: [], keyword: t.keyword, tag: t.desiredTag, digest: t.desiredDigest };
+}
+
+type Attempt =
+  | { kind: 'done'; results: TargetResult[]; commit?: { sha: string; targetIds: number[] }; diff?: string }
+  | { kind: 'invalid'; error: SyncError; results: TargetResult[]; changing: DueTarget[] }
+  | { kind: 'rejected'; reason: string; results: TargetResult[]; changing: DueTarget[] };
+
+/** Syncs due targets of one repository+branch; returns what to record. Never throws for a target's own failure. */
+export async function syncRepository(
+  ctx: SyncContext,
+  repo: RepositoryConfig,
+  branch: string,
+  targets: DueTarget[],
+  options: SyncOptions = {},
+): Promise<SyncRecord & { diff?: string }> {
+  const { config, log } = ctx;
+  const random = ctx.random ?? Math.random;
+  const started = ctx.now();
+  const record: SyncRecord & { diff?: string } = { repository: repo.name, branch, at: started, commits: [], results: [] };
+
+  const retryAt = (t: DueTarget) => ctx.now() + backoffMs(t.attempts + 1, { initialMs: config.syncer.retryInitial, maxMs: config.syncer.retryMax }, random);
+  const fail = (t: DueTarget, error: SyncError): TargetResult =>
+    error.transient
+      ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: retryAt(t) }
+      : { kind: 'failed', target: t, error: { code: error.code, message: error.message } };
+
+  const mirror = ctx.confirmMirror ? await ctx.confirmMirror(targets) : { ready: targets, results: [] };
+  record.results.push(...mirror.results);
+  if (mirror.ready.length === 0) return finish();
+
+  const wc = workingCopy({
+    url: repo.url,
+    branch,
+    dir: workingCopyDir(config.syncer.workDir, repo.name, branch),
+    homeDir: path.join(config.syncer.workDir, '.home'),
+    author: config.syncer.author,
+    auth: repo.auth,
+    timeoutMs: config.syncer.gitTimeout,
+    signal: ctx.signal,
+  });
+
+  /** Steps 3–7 for a set of targets: prepare, search, plan, edit, validate, commit, push. */
+  async function attempt(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
+    const head = await wc.prepare();
+    const byId = new Map(set.map((t) => [t.id, t]));
+    const keywords = [...new Set(set.map((t) => t.keyword))];
+    const candidates = await findCandidates(wc.dir, keywords, repo.include, ctx.signal);
+    const files = new Map<string, string>();
+    for (const p of new Set(candidates.map((c) => c.path))) files.set(p, readFileSync(safePath(wc.dir, p), 'latin1'));
+    const plan = planEdits(files, candidates, set.map(toPlanTarget));
+
+    const results: TargetResult[] = [];
+    const changing: TargetPlan[] = [];
+    for (const p of plan.targets) {
+      const t = byId.get(p.targetId)!;
+      if (p.outcome === 'not_found') {
+        results.push(fail(t, new SyncError('MARKER_NOT_FOUND', `no line in ${repo.name} (branch ${branch}) marks image ${t.image} with keyword "${t.keyword}": end the line that holds the image reference with "# ${t.keyword}"`)));
+      } else if (p.outcome === 'already') {
+        results.push({ kind: 'synced', target: t, commit: head, committed: false, fromTags: [] });
+      } else {
+        changing.push(p);
+      }
+    }
+    if (changing.length === 0) return { kind: 'done', results };
+    const changingTargets = changing.map((p) => byId.get(p.targetId)!);
+
+    const edited = [...plan.files].map(([p, content]) => ({
+      path: p,
+      content,
+      changes: changing.flatMap((c) => c.changes.filter((ch) => ch.path === p)),
+    }));
+    for (const file of edited) writeFileSync(safePath(wc.dir, file.path), file.content, 'latin1');
+    try {
+      await validateFiles(edited, { dir: wc.dir, command: repo.validate, timeoutMs: config.syncer.validateTimeout, signal: ctx.signal });
+    } catch (err) {
+      if (err instanceof SyncError && err.code === 'VALIDATION_FAILED') return { kind: 'invalid', error: err, results, changing: changingTargets };
+      throw err;
+    }
+    if (options.dryRun) return { kind: 'done', results, diff: await wc.diff() };
+
+    const message = commitMessage(changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })));
+    const sha = await wc.commit(edited.map((f) => f.path), message);
+    const pushed = await wc.push();
+    if (!pushed.ok) {
+      log.info({ repository: repo.name, branch, mode, reason: pushed.reason }, 'push rejected: refetching');
+      return { kind: 'rejected', reason: pushed.reason, results, changing: changingTargets };
+    }
+    log.info({ repository: repo.name, branch, mode, sha, images: changing.length }, 'pushed');
+    for (const c of changing) {
+      results.push({ kind: 'synced', target: byId.get(c.targetId)!, commit: sha, committed: true, fromTags: c.fromTags });
+    }
+    return { kind: 'done', results, commit: { sha, targetIds: changing.map((c) => c.targetId) } };
+  }
+
+  /** Attempts with bounded, jittered retries on rejected pushes. */
+  async function land(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
+    let last: Attempt | undefined;
+    for (let n = 1; n <= config.syncer.pushAttempts; n++) {
+      last = await attempt(set, mode);
+      if (last.kind !== 'rejected') return last;
+      if (n < config.syncer.pushAttempts) await new Promise((r) => setTimeout(r, backoffMs(n, { initialMs: 100, maxMs: 2000 }, random)));
+    }
+    return last!;
+  }
+
+  function take(result: Attempt, mode: 'batch' | 'single'): void {
+    record.results.push(...result.results);
+    if (result.kind === 'done' && result.commit) record.commits.push({ ...result.commit, mode });
+    if (result.kind === 'done' && result.diff !== undefined) record.diff = result.diff;
+  }
+
+  try {
+    const batch = await land(mirror.ready, 'batch');
+    take(batch, 'batch');
+    if (batch.kind !== 'done') {
+      if (options.dryRun || batch.changing.length === 1) {
+        const error = batch.kind === 'invalid' ? batch.error : new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${batch.reason}); will retry`);
+        for (const t of batch.changing) record.results.push(fail(t, error));
+      } else {
+        // The batch cannot land: one commit per image, so only the guilty one fails.
+        log.warn({ repository: repo.name, branch, reason: batch.kind === 'invalid' ? batch.error.message : batch.reason, images: batch.changing.length }, 'batch cannot land: one commit per image');
+        for (const t of batch.changing) {
+          try {
+            const single = await land([t], 'single');
+            take(single, 'single');
+            if (single.kind === 'invalid') record.results.push(fail(t, single.error));
+            if (single.kind === 'rejected') record.results.push(fail(t, new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${single.reason}); will retry`)));
+          } catch (err) {
+            record.results.push(fail(t, asSyncError(err)));
+          }
+        }
+      }
+    }
+  } catch (err) {
+    // Git server down, search failed, aborted: every target still open waits and retries.
+    const error = asSyncError(err);
+    log.warn({ repository: repo.name, branch, code: error.code, reason: error.message }, 'sync failed');
+    const settled = new Set(record.results.map((r) => r.target.id));
+    for (const t of mirror.ready) if (!settled.has(t.id)) record.results.push(fail(t, error));
+  }
+  return finish();
+
+  function finish() {
+    record.at = ctx.now();
+    return record;
+  }
+}
+
+function asSyncError(err: unknown): SyncError {
+  return err instanceof SyncError ? err : new SyncError('SYNC_FAILED', `unexpected sync failure: ${(err as Error).message ?? String(err)}`, { cause: err });
+}
