@@ -1,5 +1,10 @@
 // `npm run bench`: every benchmark, one after another; exits 1 when a target is missed.
 import { benchServerThroughput } from './server-throughput.ts';
+import { benchSyncLatency } from './sync-latency.ts';
 
-const results = [await benchServerThroughput()];
+// BENCH_ONLY=server or BENCH_ONLY=sync runs one of them.
+const only = process.env.BENCH_ONLY;
+const results = [];
+if (!only || only === 'server') results.push(await benchServerThroughput());
+if (!only || only === 'sync') results.push(await benchSyncLatency());
 process.exitCode = results.every(Boolean) ? 0 : 1;

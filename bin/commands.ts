@@ -9,6 +9,7 @@ import { createLogger } from '../shared/log.ts';
 import { openStore } from '../shared/store.ts';
 import { createSyncRecords } from '../shared/sync-records.ts';
 import { createSyncLoop } from '../syncer/loop.ts';
+import { missingTools } from '../syncer/preflight.ts';
 
 export interface CommandOptions {
   configFile: string | undefined;
@@ -55,6 +56,18 @@ Config entry, to add under "tokens:" (narrow the patterns to what this client ne
 /** Runs the API server, the syncer, or both, until SIGTERM or SIGINT. */
 async function serve(config: Config, options: CommandOptions, roles: { server: boolean; syncer: boolean }): Promise<number> {
   const log = createLogger(config.log.level);
+  if (roles.syncer) {
+    const missing = await missingTools();
+    for (const tool of missing.filter((t) => !t.required)) {
+      log.warn({ command: tool.command }, `${tool.command} is not installed: edits of files that need it will fail validation (apt-get install ${tool.package})`);
+    }
+    const required = missing.filter((t) => t.required);
+    if (required.length > 0) {
+      log.fatal({ missing: required.map((t) => t.command) }, `the syncer needs ${required.map((t) => t.command).join(' and ')} on PATH (apt-get install ${required.map((t) => t.package).join(' ')})`);
+      log.flush();
+      return 1;
+    }
+  }
   let store;
   try {
     store = openStore(config.database.path, { synchronous: config.database.synchronous });

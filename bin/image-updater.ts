@@ -1,5 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The image-updater command line: one entry point for every process role.
+//
+// --max-semi-space-size=2 keeps V8's young generation small: with the default, a
+// release of 1,000 images peaked at 290 MB RSS; with it, under 200 MB, at no
+// throughput cost measured by `npm run bench`.
 import { parseArgs } from 'node:util';
 import { runCommand } from './commands.ts';
 

@@ -3,11 +3,17 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCommand } from '../bin/commands.ts';
+import { seedDemoRepository } from './seed.ts';
 
 /** The demo's token; its hash is in demo/config.yaml. It grants nothing beyond this loopback demo. */
 export const DEMO_TOKEN = 'demo-token-for-local-use-only';
 
-const configFile = process.env.IMAGE_UPDATER_CONFIG ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'config.yaml');
+const demoDir = path.dirname(fileURLToPath(import.meta.url));
+const configFile = process.env.IMAGE_UPDATER_CONFIG ?? path.join(demoDir, 'config.yaml');
+const gitops = path.join(demoDir, 'data', 'gitops.git');
+if (!process.env.IMAGE_UPDATER_CONFIG && seedDemoRepository(gitops)) {
+  process.stderr.write(`Created the demo GitOps repository ${path.relative(process.cwd(), gitops)}\n`);
+}
 
 process.exitCode = await runCommand('serve', {
   configFile,
@@ -23,9 +29,10 @@ image-updater is listening on http://${host}:${port}. Ask it to deploy a tag:
     -H 'Authorization: Bearer ${DEMO_TOKEN}' -H 'Content-Type: application/json' \\
     -d '{"repository": "${repository}", "image": "gcr.io/demo-gcr/demo-app", "tag": "0.0.2", "keyword": "image-automation-prod"}'
 
-Then see what it recorded:
+Then see the target (status "synced" a moment later) and the commit that carried it:
 
   curl -sS http://${host}:${port}/v1/images -H 'Authorization: Bearer ${DEMO_TOKEN}'
+  git --git-dir ${path.relative(process.cwd(), gitops)} log -p -1
 
 Stop with Ctrl-C.
 

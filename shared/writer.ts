@@ -26,7 +26,8 @@ export function startWriter(file: string, synchronous: Synchronous) {
   }
 
   function spawn(): Worker {
-    const w = new Worker(WORKER, { workerData: { file, synchronous } });
+    // A small young generation, like the main thread's (bin/image-updater.ts): memory stays bounded.
+    const w = new Worker(WORKER, { workerData: { file, synchronous }, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
     w.on('message', (replies: WriterReply[]) => {
       for (const reply of replies) {
         const p = pending.get(reply.id);

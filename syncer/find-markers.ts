@@ -34,9 +34,9 @@ export async function findCandidates(dir: string, keywords: readonly string[], i
   });
   const candidates: Candidate[] = [];
   for await (const line of createInterface({ input: child.stdout })) {
-    const event = JSON.parse(line) as { type: string; data: { path: RgText; line_number: number } };
+    const event = JSON.parse(line) as { type: string; data: { path: RgText; line_number: number; lines: RgText } };
     if (event.type !== 'match') continue;
-    candidates.push({ path: decode(event.data.path).replace(/^\.\//, ''), line: event.data.line_number });
+    candidates.push({ path: decode(event.data.path).replace(/^\.\//, ''), line: event.data.line_number, text: decode(event.data.lines) });
   }
   let code: number | null;
   try {

@@ -41,6 +41,7 @@ export function createSyncLoop(deps: LoopDeps) {
   const sync = deps.sync ?? syncRepository;
   const repositories = new Map(config.repositories.map((r) => [r.name, r]));
   const busy = new Set<string>();
+  const cleaned = new Set<string>();
   const running = new Set<Promise<void>>();
   let firstNotify: number | null = null;
   let lastNotify = 0;
@@ -72,7 +73,7 @@ export function createSyncLoop(deps: LoopDeps) {
       if (!options.dryRun) record(result);
       return result;
     }
-    const result = await sync({ config, log, now, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
+    const result = await sync({ config, log, now, cleaned, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
     if (!options.dryRun) record(result);
     return result;
   }

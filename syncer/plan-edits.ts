@@ -1,11 +1,12 @@
 // Planning a sync, as a pure function: which lines change for which target,
 // which targets are already at their tag, and which have no marked line.
-import { findMarker, rewriteLine, type LineTarget } from './rewrite-line.ts';
+import { findMarker, referencedNames, rewriteLine, type LineTarget } from './rewrite-line.ts';
 
-/** A line ripgrep found that may carry a marker (1-based line number). */
+/** A line ripgrep found that may carry a marker (1-based line number, and its text when known). */
 export interface Candidate {
   path: string;
   line: number;
+  text?: string;
 }
 
 export interface PlanTarget extends LineTarget {
@@ -54,12 +55,28 @@ export function splitLines(text: string): Array<{ text: string; eol: string }> {
 }
 
 /**
+ * The candidates worth reading: those whose text (when ripgrep gave it) names
+ * one of the images by its last path component. A keyword shared by a thousand
+ * lines then costs one file read per image, not a thousand.
+ */
+export function relevantCandidates(candidates: readonly Candidate[], targets: readonly PlanTarget[]): Candidate[] {
+  const lastComponents = [...new Set(targets.flatMap((t) => [t.image, ...t.aliases]).map((name) => name.slice(name.lastIndexOf('/') + 1)))];
+  return candidates.filter((c) => c.text === undefined || lastComponents.some((last) => c.text!.includes(last)));
+}
+
+/**
  * Plans the edits for `targets` over the candidate lines of `files` (path →
  * content). Only lines ending with a marker for a target's keyword are touched.
  */
 export function planEdits(files: ReadonlyMap<string, string>, candidates: readonly Candidate[], targets: readonly PlanTarget[]): Plan {
-  const byKeyword = new Map<string, PlanTarget[]>();
-  for (const t of targets) byKeyword.set(t.keyword, [...(byKeyword.get(t.keyword) ?? []), t]);
+  // Targets by keyword and image name (and alias): a line is only tried against the targets it names.
+  const byName = new Map<string, PlanTarget[]>();
+  for (const t of targets) {
+    for (const name of [t.image, ...t.aliases]) {
+      const key = `${t.keyword}\u0000${name}`;
+      byName.set(key, [...(byName.get(key) ?? []), t]);
+    }
+  }
   const plans = new Map(targets.map((t) => [t.id, { targetId: t.id, outcome: 'not_found' as TargetOutcome, changes: [] as LineChange[], fromTags: [] as string[] }]));
   const linesByPath = new Map<string, Set<number>>();
   for (const c of candidates) linesByPath.set(c.path, (linesByPath.get(c.path) ?? new Set()).add(c.line));
@@ -75,7 +92,8 @@ export function planEdits(files: ReadonlyMap<string, string>, candidates: readon
       if (!line) continue;
       const marker = findMarker(line.text, JSONNET.test(path));
       if (!marker) continue;
-      for (const target of byKeyword.get(marker.keyword) ?? []) {
+      const named = new Set(referencedNames(line.text.slice(0, marker.commentStart)).flatMap((name) => byName.get(`${marker.keyword}\u0000${name}`) ?? []));
+      for (const target of named) {
         const plan = plans.get(target.id)!;
         const result = rewriteLine(line.text, marker.commentStart, target);
         if (result.kind === 'no-reference') continue;

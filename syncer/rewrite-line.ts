@@ -34,6 +34,16 @@ export function findMarker(line: string, jsonnet: boolean): { keyword: string; c
 // Characters an image reference is made of; quotes, spaces, `=`, `,` and `;` end it.
 const TOKEN = /[A-Za-z0-9[][A-Za-z0-9._\-/:@[\]]*/g;
 
+/** The normalised names of every image reference in a piece of a line. */
+export function referencedNames(code: string): string[] {
+  const names: string[] = [];
+  for (const m of code.matchAll(TOKEN)) {
+    const ref = parseReference(m[0]);
+    if (ref) names.push(ref.name.normalized);
+  }
+  return names;
+}
+
 /**
  * Rewrites, in the part of the line before its marker comment, every reference
  * to the target's image (or an alias) to the target's tag, keeping the name as

@@ -11,7 +11,7 @@ import type { Logger } from '../shared/log.ts';
 import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records.ts';
 import { commitMessage } from './commit-message.ts';
 import { findCandidates } from './find-markers.ts';
-import { planEdits, type PlanTarget, type TargetPlan } from './plan-edits.ts';
+import { planEdits, relevantCandidates, type PlanTarget, type TargetPlan } from './plan-edits.ts';
 import { validateFiles } from './validate-files.ts';
 import { workingCopy, type WorkingCopy } from './working-copy.ts';
 
@@ -22,6 +22,11 @@ export interface SyncContext {
   random?: () => number;
   /** Aborts git, ripgrep and validation child processes. */
   signal?: AbortSignal;
+  /**
+   * Working copies already cleaned (`git clean`) by this process; shared across syncs by the loop.
+   * Without it, every sync cleans.
+   */
+  cleaned?: Set<string>;
   /** Confirms images in the mirror registry; the mirror issue fills this seam. Default: all confirmed. */
   confirmMirror?: (targets: DueTarget[]) => Promise<{ ready: DueTarget[]; results: TargetResult[] }>;
 }
@@ -68,6 +73,16 @@ export async function syncRepository(
   const random = ctx.random ?? Math.random;
   const started = ctx.now();
   const record: SyncRecord & { diff?: string } = { repository: repo.name, branch, at: started, commits: [], results: [] };
+  // Time spent in each step, summed over retries and per-image commits: logged with the outcome.
+  const stepMs: Record<string, number> = {};
+  async function step<T>(name: string, work: () => Promise<T> | T): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await work();
+    } finally {
+      stepMs[name] = Math.round(((stepMs[name] ?? 0) + performance.now() - t0) * 10) / 10;
+    }
+  }
 
   const retryAt = (t: DueTarget) => ctx.now() + backoffMs(t.attempts + 1, { initialMs: config.syncer.retryInitial, maxMs: config.syncer.retryMax }, random);
   const fail = (t: DueTarget, error: SyncError): TargetResult =>
@@ -92,13 +107,18 @@ export async function syncRepository(
 
   /** Steps 3–7 for a set of targets: prepare, search, plan, edit, validate, commit, push. */
   async function attempt(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
-    const head = await wc.prepare();
+    const head = await step('git.prepare', () => wc.prepare({ clean: !ctx.cleaned?.has(wc.dir) }));
+    ctx.cleaned?.add(wc.dir);
     const byId = new Map(set.map((t) => [t.id, t]));
     const keywords = [...new Set(set.map((t) => t.keyword))];
-    const candidates = await findCandidates(wc.dir, keywords, repo.include, ctx.signal);
-    const files = new Map<string, string>();
-    for (const p of new Set(candidates.map((c) => c.path))) files.set(p, readFileSync(safePath(wc.dir, p), 'latin1'));
-    const plan = planEdits(files, candidates, set.map(toPlanTarget));
+    const planTargets = set.map(toPlanTarget);
+    const candidates = relevantCandidates(await step('search', () => findCandidates(wc.dir, keywords, repo.include, ctx.signal)), planTargets);
+    const files = await step('read', () => {
+      const read = new Map<string, string>();
+      for (const p of new Set(candidates.map((c) => c.path))) read.set(p, readFileSync(safePath(wc.dir, p), 'latin1'));
+      return read;
+    });
+    const plan = await step('plan', () => planEdits(files, candidates, planTargets));
 
     const results: TargetResult[] = [];
     const changing: TargetPlan[] = [];
@@ -120,9 +140,11 @@ export async function syncRepository(
       content,
       changes: changing.flatMap((c) => c.changes.filter((ch) => ch.path === p)),
     }));
-    for (const file of edited) writeFileSync(safePath(wc.dir, file.path), file.content, 'latin1');
+    await step('write', () => {
+      for (const file of edited) writeFileSync(safePath(wc.dir, file.path), file.content, 'latin1');
+    });
     try {
-      await validateFiles(edited, { dir: wc.dir, command: repo.validate, timeoutMs: config.syncer.validateTimeout, signal: ctx.signal });
+      await step('validate', () => validateFiles(edited, { dir: wc.dir, command: repo.validate, timeoutMs: config.syncer.validateTimeout, signal: ctx.signal }));
     } catch (err) {
       if (err instanceof SyncError && err.code === 'VALIDATION_FAILED') return { kind: 'invalid', error: err, results, changing: changingTargets };
       throw err;
@@ -130,8 +152,8 @@ export async function syncRepository(
     if (options.dryRun) return { kind: 'done', results, diff: await wc.diff() };
 
     const message = commitMessage(changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })));
-    const sha = await wc.commit(edited.map((f) => f.path), message);
-    const pushed = await wc.push();
+    const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message));
+    const pushed = await step('git.push', () => wc.push());
     if (!pushed.ok) {
       log.info({ repository: repo.name, branch, mode, reason: pushed.reason }, 'push rejected: refetching');
       return { kind: 'rejected', reason: pushed.reason, results, changing: changingTargets };
@@ -193,6 +215,11 @@ export async function syncRepository(
 
   function finish() {
     record.at = ctx.now();
+    const count = (kind: string) => record.results.filter((r) => r.kind === kind).length;
+    log.info(
+      { repository: repo.name, branch, targets: targets.length, synced: count('synced'), failed: count('failed'), retry: count('retry'), commits: record.commits.length, totalMs: record.at - started, stepMs },
+      'sync finished',
+    );
     return record;
   }
 }

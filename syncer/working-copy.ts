@@ -1,12 +1,20 @@
-// The git adapter (simple-git 4 over the git CLI): one working copy per
-// repository and branch, cloned once, then fetched and reset for every sync.
-// Credentials reach git only through the environment, never the URL or
-// .git/config; HOME is ours, so the host's git configuration does not apply.
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+// The git adapter: one working copy per repository and branch, cloned once,
+// then fetched and reset for every sync. git runs through execFile with an
+// argument array (never a shell). Credentials reach git only through the
+// environment, never the URL or .git/config; HOME is ours, so the host's git
+// configuration does not apply.
+//
+// Not simple-git (DESIGN §8): measured on a 5,000-file working copy, its
+// `reset --hard` took 76 ms against 23 ms for the same command via execFile,
+// and its environment guard must be told about every GIT_* variable we set.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { promisify } from 'node:util';
 import { SyncError } from '../shared/errors.ts';
 import { redactText, redactUrl } from '../shared/log.ts';
+
+const exec = promisify(execFile);
 
 export interface GitAuth {
   username?: string | undefined;
@@ -74,7 +82,7 @@ export function gitError(err: unknown, url: string, branch: string): SyncError {
   if (/Remote branch .* not found|couldn't find remote ref/i.test(text)) {
     return new SyncError('GIT_FAILED', `branch "${branch}" does not exist in ${where}`, { cause: err });
   }
-  if (/Could not resolve host|Connection refused|Failed to connect|unable to access|timed out|Connection reset|early EOF|The remote end hung up|block timeout|returned error: 5\d\d|aborted/i.test(text)) {
+  if (/Could not resolve host|Connection refused|Failed to connect|unable to access|timed out|Connection reset|early EOF|The remote end hung up|returned error: 5\d\d|aborted/i.test(text)) {
     const line = text.split('\n').find((l) => /fatal|error/i.test(l)) ?? text.split('\n')[0];
     return new SyncError('GIT_UNAVAILABLE', `cannot reach ${where}: ${line?.trim()}`, { cause: err });
   }
@@ -87,14 +95,16 @@ export function workingCopy(options: WorkingCopyOptions) {
   const env = gitEnvironment(options);
   mkdirSync(options.homeDir, { recursive: true });
 
-  function git(baseDir: string): SimpleGit {
-    return simpleGit({
-      baseDir,
-      timeout: { block: options.timeoutMs },
-      unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeSshCommand: true },
-      allowEnvironment: Object.keys(env).filter((k) => k.startsWith('GIT_')),
-      ...(options.signal ? { abort: options.signal } : {}),
-    } as Parameters<typeof simpleGit>[0]).env(env);
+  /** Runs git in `cwd`; a failure carries git's stderr and stdout in its message. */
+  async function git(cwd: string, args: string[], timeoutMs = options.timeoutMs): Promise<string> {
+    try {
+      const { stdout } = await exec('git', args, { cwd, env, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, signal: options.signal });
+      return stdout;
+    } catch (err) {
+      const e = err as { stderr?: string; stdout?: string; killed?: boolean; code?: unknown; message: string };
+      const reason = e.killed ? `git ${args[0]} timed out after ${timeoutMs} ms` : e.code === 'ABORT_ERR' ? `git ${args[0]} aborted` : `${e.stderr ?? ''}\n${e.stdout ?? ''}`.trim() || e.message;
+      throw new Error(reason, { cause: err });
+    }
   }
 
   async function run<T>(what: () => Promise<T>): Promise<T> {
@@ -108,47 +118,64 @@ export function workingCopy(options: WorkingCopyOptions) {
   const { dir, branch } = options;
   const remoteRef = `refs/remotes/origin/${branch}`;
 
+  /** A ref's SHA read from .git (loose file, then packed-refs): a file read instead of a git process. */
+  function readRef(ref: string): string | undefined {
+    try {
+      const loose = readFileSync(path.join(dir, '.git', ref), 'utf8').trim();
+      if (/^[0-9a-f]{40}$/.test(loose)) return loose;
+    } catch {
+      // not a loose ref: look in packed-refs
+    }
+    try {
+      const line = readFileSync(path.join(dir, '.git', 'packed-refs'), 'utf8').split('\n').find((l) => l.endsWith(` ${ref}`));
+      return line?.slice(0, 40);
+    } catch {
+      return undefined;
+    }
+  }
+
   return {
     dir,
 
-    /** Clones on first use, then fetches and resets to the remote branch; returns HEAD's SHA. */
-    async prepare(): Promise<string> {
+    /**
+     * Clones on first use, then fetches and resets to the remote branch; returns HEAD's SHA.
+     * `clean` also removes untracked files: a walk of the whole tree, needed only when something
+     * other than a sync may have left files behind (the syncer itself never creates any).
+     */
+    async prepare({ clean = true }: { clean?: boolean } = {}): Promise<string> {
       return run(async () => {
         if (!existsSync(path.join(dir, '.git'))) {
           // Clone beside the final place and rename, so an interrupted clone leaves nothing half-made.
           const partial = `${dir}.partial`;
           rmSync(partial, { recursive: true, force: true });
           mkdirSync(path.dirname(dir), { recursive: true });
-          await git(path.dirname(dir)).clone(options.url, partial, ['--branch', branch, '--single-branch', '--no-tags']);
-          const fresh = git(partial);
-          await fresh.addConfig('user.name', options.author.name);
-          await fresh.addConfig('user.email', options.author.email);
-          await fresh.addConfig('commit.gpgsign', 'false');
+          // A first clone may take far longer than one command should: allow ten times the timeout.
+          await git(path.dirname(dir), ['clone', '--quiet', '--branch', branch, '--single-branch', '--no-tags', '--', options.url, partial], options.timeoutMs * 10);
+          await git(partial, ['config', 'user.name', options.author.name]);
+          await git(partial, ['config', 'user.email', options.author.email]);
+          await git(partial, ['config', 'commit.gpgsign', 'false']);
           renameSync(partial, dir);
         } else {
-          await git(dir).raw(['fetch', '--no-tags', '--prune', 'origin', `+refs/heads/${branch}:${remoteRef}`]);
+          await git(dir, ['fetch', '--quiet', '--no-tags', '--prune', 'origin', `+refs/heads/${branch}:${remoteRef}`]);
         }
-        const repo = git(dir);
-        await repo.raw(['reset', '--hard', remoteRef]);
-        await repo.raw(['clean', '-ffdx']);
-        return (await repo.revparse(['HEAD'])).trim();
+        await git(dir, ['reset', '--quiet', '--hard', remoteRef]);
+        if (clean) await git(dir, ['clean', '-ffdxq']);
+        return readRef(remoteRef) ?? (await git(dir, ['rev-parse', remoteRef])).trim();
       });
     },
 
-    /** Commits the given files (paths relative to the working copy); returns the new SHA. */
+    /** Commits the given files (paths relative to the working copy) in one git call; returns the new SHA. */
     async commit(files: readonly string[], message: string): Promise<string> {
       return run(async () => {
-        const repo = git(dir);
-        await repo.raw(['add', '--', ...files]);
-        await repo.raw(['commit', '--no-verify', '-m', message]);
-        return (await repo.revparse(['HEAD'])).trim();
+        await git(dir, ['commit', '--quiet', '--no-verify', '-m', message, '--', ...files]);
+        return readRef(`refs/heads/${branch}`) ?? (await git(dir, ['rev-parse', 'HEAD'])).trim();
       });
     },
 
     /** Pushes HEAD to the branch; a rejection (stale, non-fast-forward, lock) is a result, not an error. */
     async push(): Promise<PushResult> {
       try {
-        await git(dir).raw(['push', '--porcelain', 'origin', `HEAD:refs/heads/${branch}`]);
+        await git(dir, ['push', '--porcelain', 'origin', `HEAD:refs/heads/${branch}`]);
         return { ok: true };
       } catch (err) {
         const rejected = REJECTED.exec(err instanceof Error ? err.message : String(err));
@@ -159,7 +186,7 @@ export function workingCopy(options: WorkingCopyOptions) {
 
     /** The unified diff of the working tree against HEAD (for --dry-run). */
     async diff(): Promise<string> {
-      return run(() => git(dir).raw(['diff', '--no-color', 'HEAD']));
+      return run(() => git(dir, ['diff', '--no-color', 'HEAD']));
     },
   };
 }

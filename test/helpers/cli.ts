@@ -21,9 +21,9 @@ export interface Service {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `image-updater serve` and resolves once it logs that it listens. */
-export async function startService(configFile: string, command = 'serve'): Promise<Service> {
-  const child = spawn(process.execPath, [CLI, command, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `image-updater <command>` and resolves once it logs `readyMessage`. */
+export async function startService(configFile: string, command = 'serve', env: NodeJS.ProcessEnv = {}, readyMessage = command === 'syncer' ? 'syncer started' : 'listening'): Promise<Service> {
+  const child = spawn(process.execPath, [CLI, command, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
@@ -38,7 +38,7 @@ export async function startService(configFile: string, command = 'serve'): Promi
         buffer = buffer.slice(nl + 1);
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === 'listening') resolve(entry.port as number);
+        if (entry.msg === readyMessage) resolve((entry.port as number | undefined) ?? 0);
       }
     });
     void exited.then(({ code }) => reject(new Error(`image-updater exited with ${code} before listening:\n${stderr}`)));

@@ -17,7 +17,8 @@ export interface SyncFixtureOptions {
   files: Record<string, string | Buffer>;
   /** Extra YAML under the repository entry (indented 4 spaces). */
   repository?: string;
-  syncer?: string;
+  /** Syncer settings over the fixture's (quietWindow 0, fast retries). */
+  syncer?: Record<string, string>;
 }
 
 /** Builds a bare repository on the server, a store and a syncer configured for it. */
@@ -28,11 +29,9 @@ export function syncFixture(server: GitServer, options: SyncFixtureOptions) {
   const text = `database: { path: ${path.join(dir, 'db.sqlite')} }
 log: { level: debug }
 syncer:
-  workDir: ${path.join(dir, 'work')}
-  quietWindow: 0
-  retryInitial: 10ms
-  retryMax: 50ms
-${options.syncer ?? ''}
+${Object.entries({ workDir: path.join(dir, 'work'), quietWindow: '0', retryInitial: '10ms', retryMax: '50ms', ...options.syncer })
+  .map(([k, v]) => `  ${k}: ${v}`)
+  .join('\n')}
 repositories:
   - name: gitops
     url: ${server.url(name)}

@@ -130,3 +130,19 @@ describe('the image-updater CLI', () => {
     await expect(fetch(`${service.url}/healthz`)).rejects.toThrow();
   });
 });
+
+describe('start-up checks', () => {
+  it('refuses to start the syncer without rg, naming the package to install', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, configYaml(dir));
+    // A PATH with git and node but no rg.
+    const bin = path.join(dir, 'bin');
+    const { mkdirSync, symlinkSync } = await import('node:fs');
+    mkdirSync(bin);
+    symlinkSync('/usr/bin/git', path.join(bin, 'git'));
+    const { code, stdout } = runCli(['syncer', '--config', file], { PATH: bin });
+    expect(code).toBe(1);
+    expect(stdout).toContain('the syncer needs rg on PATH (apt-get install ripgrep)');
+  });
+});

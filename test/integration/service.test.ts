@@ -1,0 +1,92 @@
+// The whole service as an operator runs it: the real CLI processes, HTTP, the
+// syncer and a real git server.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { git, GIT_PASSWORD, startGitServer, type GitServer } from '../helpers/git-server.ts';
+import { startService, type Service } from '../helpers/cli.ts';
+import { KEYWORD, syncFixture } from '../helpers/syncer.ts';
+import { TOKENS } from '../helpers/tokens.ts';
+
+let server: GitServer;
+const running: Service[] = [];
+beforeAll(async () => {
+  server = await startGitServer();
+});
+afterEach(() => {
+  for (const s of running.splice(0)) s.child.kill('SIGKILL');
+});
+afterAll(async () => {
+  await server.close();
+});
+
+async function start(configFile: string, command = 'serve'): Promise<Service> {
+  const s = await startService(configFile, command, { GIT_PASSWORD });
+  running.push(s);
+  return s;
+}
+
+const post = (url: string, body: unknown) =>
+  fetch(`${url}/v1/images`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKENS.ci}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+
+async function waitForStatus(url: string, id: number, status: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const res = await fetch(`${url}/v1/images/${id}`, { headers: { Authorization: `Bearer ${TOKENS.ci}` } });
+    const target = (await res.json()) as Record<string, unknown>;
+    if (target.status === status) return target;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const files = {
+  'apps/api.yaml': `image: gcr.io/acme/api:1.0 # ${KEYWORD}\n`,
+  'apps/web.yaml': `image: gcr.io/acme/web:1.0 # ${KEYWORD}\n`,
+  'apps/job.yaml': `image: gcr.io/acme/job:1.0 # ${KEYWORD}\n`,
+};
+const update = (image: string, tag: string) => ({ image, tag, keyword: KEYWORD, repository: 'gitops' });
+
+describe('image-updater serve', () => {
+  it('turns a POST into a pushed commit; requests that arrive together share one commit', async () => {
+    const f = syncFixture(server, { files, syncer: { quietWindow: '300ms' } });
+    const service = await start(f.configFile);
+    const responses = await Promise.all([
+      post(service.url, update('gcr.io/acme/api', '2.0')),
+      post(service.url, update('gcr.io/acme/web', '2.0')),
+      post(service.url, update('gcr.io/acme/job', '2.0')),
+    ]);
+    const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as { target: { id: number } }).target.id));
+    const synced = await Promise.all(ids.map((id) => waitForStatus(service.url, id, 'synced')));
+    const sha = git(f.bare, 'rev-parse', 'main').trim();
+    expect(synced.map((t) => (t.applied as { commit: string }).commit)).toEqual([sha, sha, sha]);
+    expect(f.log()).toEqual(['Update 3 images (image-automation-prod)', 'initial']);
+  });
+
+  it('after kill -9 between the push and its record, restarts to synced with still exactly one commit', async () => {
+    const f = syncFixture(server, { files });
+    let service = await start(f.configFile);
+    // The moment the push has updated the remote, before the syncer hears back: kill it.
+    server.afterNextPush(() => service.child.kill('SIGKILL'));
+    const res = await post(service.url, update('gcr.io/acme/api', '2.0'));
+    const { target } = (await res.json()) as { target: { id: number } };
+    expect((await service.exited).signal).toBe('SIGKILL');
+    expect(f.log()).toEqual(['Update gcr.io/acme/api to 2.0 (image-automation-prod)', 'initial']);
+    expect(f.store.db.prepare('SELECT status FROM targets WHERE id = ?').pluck().get(target.id)).toBe('pending');
+
+    service = await start(f.configFile);
+    const synced = await waitForStatus(service.url, target.id, 'synced');
+    expect((synced.applied as { commit: string }).commit).toBe(git(f.bare, 'rev-parse', 'main').trim());
+    expect(f.log()).toEqual(['Update gcr.io/acme/api to 2.0 (image-automation-prod)', 'initial']);
+  });
+
+  it('runs as separate server and syncer processes sharing one database', async () => {
+    const f = syncFixture(server, { files, syncer: { pollInterval: '200ms' } });
+    const api = await start(f.configFile, 'server');
+    await start(f.configFile, 'syncer');
+    const res = await post(api.url, update('gcr.io/acme/web', '3.0'));
+    const { target } = (await res.json()) as { target: { id: number } };
+    await waitForStatus(api.url, target.id, 'synced');
+    expect(f.show('apps/web.yaml')).toBe(`image: gcr.io/acme/web:3.0 # ${KEYWORD}\n`);
+  });
+});
