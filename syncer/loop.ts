@@ -6,6 +6,7 @@ import type { Config } from '../shared/config.ts';
 import { SyncError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { DueTarget, SyncRecord, SyncRecords } from '../shared/sync-records.ts';
+import { createMarkerIndex } from './marker-index.ts';
 import { syncRepository, type SyncContext, type SyncOptions } from './sync-repository.ts';
 
 /** The longest a steady stream of requests may hold a sync back. */
@@ -42,6 +43,7 @@ export function createSyncLoop(deps: LoopDeps) {
   const repositories = new Map(config.repositories.map((r) => [r.name, r]));
   const busy = new Set<string>();
   const cleaned = new Set<string>();
+  const markerIndex = createMarkerIndex();
   const running = new Set<Promise<void>>();
   let firstNotify: number | null = null;
   let lastNotify = 0;
@@ -73,7 +75,7 @@ export function createSyncLoop(deps: LoopDeps) {
       if (!options.dryRun) record(result);
       return result;
     }
-    const result = await sync({ config, log, now, cleaned, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
+    const result = await sync({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
     if (!options.dryRun) record(result);
     return result;
   }

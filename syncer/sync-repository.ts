@@ -10,7 +10,8 @@ import { SyncError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records.ts';
 import { commitMessage } from './commit-message.ts';
-import { findCandidates } from './find-markers.ts';
+import { findCandidates, listSearchable } from './find-markers.ts';
+import type { MarkerIndex } from './marker-index.ts';
 import { planEdits, relevantCandidates, type PlanTarget, type TargetPlan } from './plan-edits.ts';
 import { validateFiles } from './validate-files.ts';
 import { workingCopy, type WorkingCopy } from './working-copy.ts';
@@ -27,6 +28,8 @@ export interface SyncContext {
    * Without it, every sync cleans.
    */
   cleaned?: Set<string>;
+  /** Candidate lines remembered across syncs (rescans only what commits changed); shared by the loop. */
+  markerIndex?: MarkerIndex;
   /** Confirms images in the mirror registry; the mirror issue fills this seam. Default: all confirmed. */
   confirmMirror?: (targets: DueTarget[]) => Promise<{ ready: DueTarget[]; results: TargetResult[] }>;
 }
@@ -75,6 +78,7 @@ export async function syncRepository(
   const record: SyncRecord & { diff?: string } = { repository: repo.name, branch, at: started, commits: [], results: [] };
   // Time spent in each step, summed over retries and per-image commits: logged with the outcome.
   const stepMs: Record<string, number> = {};
+  const searchModes: string[] = [];
   async function step<T>(name: string, work: () => Promise<T> | T): Promise<T> {
     const t0 = performance.now();
     try {
@@ -112,7 +116,17 @@ export async function syncRepository(
     const byId = new Map(set.map((t) => [t.id, t]));
     const keywords = [...new Set(set.map((t) => t.keyword))];
     const planTargets = set.map(toPlanTarget);
-    const candidates = relevantCandidates(await step('search', () => findCandidates(wc.dir, keywords, repo.include, ctx.signal)), planTargets);
+    const found = await step('search', () =>
+      ctx.markerIndex
+        ? ctx.markerIndex.find(wc.dir, head, repo.include, keywords, {
+            find: (kws, paths) => findCandidates(wc.dir, kws, repo.include, ctx.signal, paths),
+            listSearchable: () => listSearchable(wc.dir, repo.include, ctx.signal),
+            changes: (from, to) => wc.changes(from, to),
+          })
+        : findCandidates(wc.dir, keywords, repo.include, ctx.signal).then((candidates) => ({ candidates, mode: 'full' as const })),
+    );
+    searchModes.push(found.mode);
+    const candidates = relevantCandidates(found.candidates, planTargets);
     const files = await step('read', () => {
       const read = new Map<string, string>();
       for (const p of new Set(candidates.map((c) => c.path))) read.set(p, readFileSync(safePath(wc.dir, p), 'latin1'));
@@ -217,7 +231,7 @@ export async function syncRepository(
     record.at = ctx.now();
     const count = (kind: string) => record.results.filter((r) => r.kind === kind).length;
     log.info(
-      { repository: repo.name, branch, targets: targets.length, synced: count('synced'), failed: count('failed'), retry: count('retry'), commits: record.commits.length, totalMs: record.at - started, stepMs },
+      { repository: repo.name, branch, targets: targets.length, synced: count('synced'), failed: count('failed'), retry: count('retry'), commits: record.commits.length, totalMs: record.at - started, stepMs, search: searchModes.join(',') },
       'sync finished',
     );
     return record;

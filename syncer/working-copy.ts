@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { SyncError } from '../shared/errors.ts';
 import { redactText, redactUrl } from '../shared/log.ts';
+import { parseNameStatus, type FileChange } from './marker-index.ts';
 
 const exec = promisify(execFile);
 
@@ -181,6 +182,15 @@ export function workingCopy(options: WorkingCopyOptions) {
         const rejected = REJECTED.exec(err instanceof Error ? err.message : String(err));
         if (rejected) return { ok: false, reason: rejected[1]! };
         throw gitError(err, options.url, branch);
+      }
+    },
+
+    /** Files changed between two commits (`git diff --name-status --no-renames`), or undefined when git cannot tell. */
+    async changes(from: string, to: string): Promise<FileChange[] | undefined> {
+      try {
+        return parseNameStatus(await git(dir, ['diff', '--name-status', '--no-renames', '-z', from, to]));
+      } catch {
+        return undefined;
       }
     },
 

@@ -215,3 +215,53 @@ describe('syncer', () => {
     expect(existsSync(path.join(f.config.syncer.workDir, 'gitops', 'main.partial'))).toBe(false);
   });
 });
+
+describe('marker index across syncs', () => {
+  it('finds markers that later commits add, exactly as a full search would', async () => {
+    const f = syncFixture(server, {
+      files: {
+        'apps/api.yaml': deployment('gcr.io/acme/api', '1.0'),
+        'apps/notes.txt': 'nothing here\n',
+        'apps/web.yaml': 'kind: ConfigMap\n',
+      },
+    });
+    await f.want(f.request('gcr.io/acme/api', '1.1'));
+    await f.loop.once();
+    const modes = () => f.logs.filter((l) => l.includes('"sync finished"')).map((l) => (JSON.parse(l) as { search: string }).search);
+    expect(modes()).toEqual(['full']);
+
+    // A human marks a line in an existing file: found by rescanning just that file.
+    pushCompetingCommit(f.bare, 'apps/web.yaml', `kind: ConfigMap\nimage: gcr.io/acme/web:1.0 # ${KEYWORD}\n`);
+    await f.want(f.request('gcr.io/acme/web', '2.0'));
+    await f.loop.once();
+    expect(f.target('gcr.io/acme/web').status).toBe('synced');
+    expect(f.show('apps/web.yaml')).toContain(`gcr.io/acme/web:2.0 # ${KEYWORD}`);
+
+    // A new file: the index cannot judge its path, so the search is a full one again.
+    pushCompetingCommit(f.bare, 'apps/new/job.yaml', `image: gcr.io/acme/job:1.0 # ${KEYWORD}\n`);
+    await f.want(f.request('gcr.io/acme/job', '2.0'));
+    await f.loop.once();
+    expect(f.target('gcr.io/acme/job').status).toBe('synced');
+
+    // A marker in a file outside the include globs is not found, incremental or not.
+    pushCompetingCommit(f.bare, 'apps/notes.txt', `image: gcr.io/acme/doc:1.0 # ${KEYWORD}\n`);
+    await f.want(f.request('gcr.io/acme/doc', '2.0'));
+    await f.loop.once();
+    expect(f.target('gcr.io/acme/doc')).toMatchObject({ status: 'failed', lastErrorCode: 'MARKER_NOT_FOUND' });
+
+    expect(modes()).toEqual(['full', 'incremental', 'full', 'incremental']);
+    expect(f.log()).toHaveLength(7);
+  });
+});
+
+describe('parseNameStatus', () => {
+  it('reads git diff --name-status -z output, odd names included', async () => {
+    const { parseNameStatus } = await import('../../syncer/marker-index.ts');
+    expect(parseNameStatus('M\0apps/a b.yaml\0D\0old.yaml\0A\0new\nline.yaml\0')).toEqual([
+      { status: 'M', path: 'apps/a b.yaml' },
+      { status: 'D', path: 'old.yaml' },
+      { status: 'A', path: 'new\nline.yaml' },
+    ]);
+    expect(parseNameStatus('')).toEqual([]);
+  });
+});
