@@ -1,21 +1,13 @@
 // The syncer's reads and writes: which targets are due, and the outcome of
 // one sync recorded in one transaction (targets, events, commits).
 import type { Database } from 'better-sqlite3';
+import type { Target } from './database.ts';
 
 /** A target as the syncer needs it. */
-export interface DueTarget {
-  id: number;
-  generation: number;
-  repository: string;
-  branch: string;
-  image: string;
-  keyword: string;
-  desiredTag: string;
-  desiredDigest: string | null;
-  attempts: number;
-  requestedAt: number;
-  requestTrace: string | null;
-}
+export type DueTarget = Pick<
+  Target,
+  'id' | 'generation' | 'repository' | 'branch' | 'image' | 'keyword' | 'desiredTag' | 'desiredDigest' | 'attempts' | 'requestedAt' | 'requestTrace'
+>;
 
 export interface SyncErrorInfo {
   code: string;

@@ -45,8 +45,6 @@ export function createSyncLoop(deps: LoopDeps) {
   const cleaned = new Set<string>();
   const markerIndex = createMarkerIndex();
   const running = new Set<Promise<void>>();
-  let firstNotify: number | null = null;
-  let lastNotify = 0;
   // A wake that comes while the loop is busy must not be lost: it is a flag, checked before sleeping.
   let woken = false;
   let wakeUp: () => void = () => {};
@@ -80,11 +78,24 @@ export function createSyncLoop(deps: LoopDeps) {
     return result;
   }
 
-  /** Starts a sync for every due group not already syncing, up to the concurrency limit. */
-  function pass(signal: AbortSignal): void {
-    for (const group of records.dueGroups(now())) {
+  /**
+   * Starts a sync for every due group that is ready and not already syncing, up to the
+   * concurrency limit. A group is ready once its newest request is `quietWindow` old (so
+   * requests that arrive together share a commit), or its oldest is MAX_QUIET_MS old (so a
+   * steady stream cannot hold it back). Returns when the next waiting group becomes ready.
+   */
+  function pass(signal: AbortSignal): number | null {
+    let nextReady: number | null = null;
+    const at = now();
+    for (const group of records.dueGroups(at)) {
       const key = `${group.repository}\u0000${group.branch}`;
       if (busy.has(key) || running.size >= config.syncer.concurrency) continue;
+      const requested = group.targets.map((t) => t.requestedAt);
+      const ready = Math.min(Math.max(...requested) + config.syncer.quietWindow, Math.min(...requested) + MAX_QUIET_MS);
+      if (ready > at) {
+        nextReady = Math.min(nextReady ?? ready, ready);
+        continue;
+      }
       busy.add(key);
       const job = syncGroup(group.repository, group.branch, group.targets, signal, {})
         .then(
@@ -103,39 +114,40 @@ export function createSyncLoop(deps: LoopDeps) {
         });
       running.add(job);
     }
+    return nextReady;
   }
 
   return {
-    /** A new desired tag was recorded: sync soon, after the quiet window. */
+    /** A new desired tag was recorded: look now (its group syncs once the quiet window has passed). */
     notify(): void {
-      lastNotify = now();
-      firstNotify ??= lastNotify;
       wake();
     },
 
-    /** Runs until `signal` aborts, then waits for the syncs in flight. */
+    /**
+     * Runs until `signal` aborts, then lets the syncs in flight finish: their git and
+     * validation processes are only killed if they outlast `server.shutdownTimeout`.
+     */
     async run(signal: AbortSignal): Promise<void> {
+      const hard = new AbortController();
       log.info({ concurrency: config.syncer.concurrency, quietWindowMs: config.syncer.quietWindow }, 'syncer started');
       while (!signal.aborted) {
-        if (firstNotify !== null) {
-          // Quiet window: each new request extends it, up to MAX_QUIET_MS after the first.
-          const deadline = firstNotify + MAX_QUIET_MS;
-          for (let until = Math.min(lastNotify + config.syncer.quietWindow, deadline); now() < until && !signal.aborted; until = Math.min(lastNotify + config.syncer.quietWindow, deadline)) {
-            await sleep(until - now(), signal, new Promise(() => {}));
-          }
-          firstNotify = null;
-        }
-        if (signal.aborted) break;
-        pass(signal);
+        const nextReady = pass(hard.signal);
         const nextDue = records.nextDueAt();
+        const at = now();
         // Due now but not started (its group is syncing, or no slot is free): a finishing sync wakes us.
-        const untilDue = nextDue === null || nextDue <= now() ? Infinity : nextDue - now();
-        const wait = Math.min(config.syncer.pollInterval, untilDue);
+        const untilDue = nextDue === null || nextDue <= at ? Infinity : nextDue - at;
+        const untilReady = nextReady === null ? Infinity : nextReady - at;
+        const wait = Math.min(config.syncer.pollInterval, untilDue, untilReady);
         if (!woken) await sleep(wait, signal, new Promise<void>((r) => (wakeUp = r)));
         woken = false;
       }
-      log.info({ inFlight: running.size }, 'syncer stopping: waiting for syncs in flight');
+      log.info({ inFlight: running.size, timeoutMs: config.server.shutdownTimeout }, 'syncer stopping: waiting for syncs in flight');
+      const timer = setTimeout(() => {
+        log.warn({ inFlight: running.size }, 'syncs still running at the shutdown timeout: aborting them');
+        hard.abort();
+      }, config.server.shutdownTimeout);
       await Promise.allSettled([...running]);
+      clearTimeout(timer);
     },
 
     /** One pass over every pending target, ignoring retry times; resolves with what each group produced. */

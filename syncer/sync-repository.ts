@@ -7,7 +7,7 @@ import path from 'node:path';
 import { backoffMs } from '../shared/backoff.ts';
 import type { Config, RepositoryConfig } from '../shared/config.ts';
 import { SyncError } from '../shared/errors.ts';
-import type { Logger } from '../shared/log.ts';
+import { redactText, type Logger } from '../shared/log.ts';
 import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records.ts';
 import { commitMessage } from './commit-message.ts';
 import { findCandidates, listSearchable } from './find-markers.ts';
@@ -239,5 +239,7 @@ export async function syncRepository(
 }
 
 function asSyncError(err: unknown): SyncError {
-  return err instanceof SyncError ? err : new SyncError('SYNC_FAILED', `unexpected sync failure: ${(err as Error).message ?? String(err)}`, { cause: err });
+  if (err instanceof SyncError) return err;
+  // The message is stored and shown: strip anything that looks like a credential.
+  return new SyncError('SYNC_FAILED', `unexpected sync failure: ${redactText((err as Error).message ?? String(err))}`, { cause: err });
 }

@@ -2,6 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { TOKENS } from './tokens.ts';
 
 export const CLI = fileURLToPath(new URL('../../bin/image-updater.ts', import.meta.url));
 
@@ -44,4 +45,13 @@ export async function startService(configFile: string, command = 'serve', env: N
     void exited.then(({ code }) => reject(new Error(`image-updater exited with ${code} before listening:\n${stderr}`)));
   });
   return { child, port, url: `http://127.0.0.1:${port}`, logs, exited };
+}
+
+/** POST /v1/images with the ci token, as CI would. */
+export function postImages(url: string, body: unknown): Promise<Response> {
+  return fetch(`${url}/v1/images`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKENS.ci}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }

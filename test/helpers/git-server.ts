@@ -14,8 +14,8 @@ export interface GitServer {
   root: string;
   port: number;
   url(repo: string): string;
-  /** Runs once before the next push reaches the backend (to race it). */
-  beforeNextPush(hook: () => void): void;
+  /** Runs once before the next push reaches the backend (to race it); the push waits for it. */
+  beforeNextPush(hook: () => void | Promise<void>): void;
   /** Runs once when the next push has updated the repository, before the client hears of it. */
   afterNextPush(hook: () => void): void;
   /** Stops listening (the port stays reserved for start()). */
@@ -65,12 +65,12 @@ export function pushCompetingCommit(bare: string, file: string, content: string,
 /** Starts the server on a free loopback port. */
 export async function startGitServer(): Promise<GitServer> {
   const root = tempDir('iu-git-');
-  let hook: (() => void) | undefined;
+  let hook: (() => void | Promise<void>) | undefined;
   let after: (() => void) | undefined;
   const requests: string[] = [];
   const expected = `Basic ${Buffer.from(`${GIT_USER}:${GIT_PASSWORD}`).toString('base64')}`;
 
-  const handler: http.RequestListener = (req, res) => {
+  const handler: http.RequestListener = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (req.headers.authorization !== expected) {
@@ -80,7 +80,8 @@ export async function startGitServer(): Promise<GitServer> {
     if (hook && url.pathname.endsWith('/git-receive-pack')) {
       const run = hook;
       hook = undefined;
-      run();
+      // The request body waits, unread, in the socket until the hook is done.
+      await run();
     }
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configYaml, tempDir } from '../helpers/app.ts';
-import { runCli, startService, type Service } from '../helpers/cli.ts';
+import { postImages, runCli, startService, type Service } from '../helpers/cli.ts';
 import { TOKENS } from '../helpers/tokens.ts';
 
 const running: Service[] = [];
@@ -26,12 +26,7 @@ async function start(file: string): Promise<Service> {
   return service;
 }
 
-const post = (url: string, body: unknown) =>
-  fetch(`${url}/v1/images`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${TOKENS.ci}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+const post = postImages;
 
 const update = (i: number) => ({ repository: 'gitops', image: `gcr.io/acme/app${i}`, tag: `1.0.${i}`, keyword: 'image-automation-prod' });
 

@@ -2,7 +2,7 @@
 // syncer and a real git server.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { git, GIT_PASSWORD, startGitServer, type GitServer } from '../helpers/git-server.ts';
-import { startService, type Service } from '../helpers/cli.ts';
+import { postImages, startService, type Service } from '../helpers/cli.ts';
 import { KEYWORD, syncFixture } from '../helpers/syncer.ts';
 import { TOKENS } from '../helpers/tokens.ts';
 
@@ -24,12 +24,7 @@ async function start(configFile: string, command = 'serve'): Promise<Service> {
   return s;
 }
 
-const post = (url: string, body: unknown) =>
-  fetch(`${url}/v1/images`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${TOKENS.ci}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+const post = postImages;
 
 async function waitForStatus(url: string, id: number, status: string): Promise<Record<string, unknown>> {
   for (;;) {
@@ -78,6 +73,22 @@ describe('image-updater serve', () => {
     const synced = await waitForStatus(service.url, target.id, 'synced');
     expect((synced.applied as { commit: string }).commit).toBe(git(f.bare, 'rev-parse', 'main').trim());
     expect(f.log()).toEqual(['Update gcr.io/acme/api to 2.0 (image-automation-prod)', 'initial']);
+  });
+
+  it('on SIGTERM lets the sync in flight finish and record, then exits 0', async () => {
+    const f = syncFixture(server, { files });
+    const service = await start(f.configFile);
+    // Hold the push, stop the service meanwhile, then let the push through.
+    server.beforeNextPush(async () => {
+      service.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    const res = await post(service.url, update('gcr.io/acme/job', '5.0'));
+    const { target } = (await res.json()) as { target: { id: number } };
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+    expect(f.store.db.prepare('SELECT status, applied_tag AS tag FROM targets WHERE id = ?').get(target.id)).toEqual({ status: 'synced', tag: '5.0' });
+    expect(f.log()).toEqual(['Update gcr.io/acme/job to 5.0 (image-automation-prod)', 'initial']);
+    expect(service.logs.filter((l) => l.level === 'warn')).toEqual([]);
   });
 
   it('runs as separate server and syncer processes sharing one database', async () => {
