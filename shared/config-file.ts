@@ -102,7 +102,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       // A relative local path is relative to the configuration file, like every other path in it.
       url: repo.url.startsWith('./') || repo.url.startsWith('../') ? resolveFrom(dir, repo.url) : repo.url,
       branches: repo.branches ?? [repo.branch],
-      auth: repo.auth && { ...repo.auth, ...(repo.auth.sshKeyFile ? { sshKeyFile: resolveFrom(dir, repo.auth.sshKeyFile) } : {}) },
+      auth: repo.auth && {
+        ...repo.auth,
+        ...(repo.auth.sshKeyFile ? { sshKeyFile: resolveFrom(dir, repo.auth.sshKeyFile) } : {}),
+        ...(repo.auth.knownHostsFile ? { knownHostsFile: resolveFrom(dir, repo.auth.knownHostsFile) } : {}),
+      },
     })),
   };
 }

@@ -50,6 +50,7 @@ const repositorySchema = z.strictObject({
       username: z.string().min(1).optional(),
       password: z.string().min(1, 'must not be empty').optional(),
       sshKeyFile: z.string().min(1).optional(),
+      knownHostsFile: z.string().min(1).optional(),
     })
     .optional(),
 });

@@ -21,6 +21,8 @@ export interface GitAuth {
   username?: string | undefined;
   password?: string | undefined;
   sshKeyFile?: string | undefined;
+  /** Pinned ssh host keys; without it the first key seen is trusted and remembered (accept-new). */
+  knownHostsFile?: string | undefined;
 }
 
 export interface WorkingCopyOptions {
@@ -62,8 +64,15 @@ function gitEnvironment(options: WorkingCopyOptions): Record<string, string> {
     // Scoped to the repository's origin: a redirect elsewhere does not receive it.
     config.push([`http.${origin}/.extraHeader`, `Authorization: Basic ${basic}`]);
   }
-  if (auth?.sshKeyFile) {
-    env.GIT_SSH_COMMAND = `ssh -i '${auth.sshKeyFile.replace(/'/g, `'\\''`)}' -o IdentitiesOnly=yes -o BatchMode=yes`;
+  if (auth?.sshKeyFile || auth?.knownHostsFile) {
+    // git runs this through sh: every path is single-quoted.
+    const quote = (p: string) => `'${p.replace(/'/g, `'\\''`)}'`;
+    const parts = ['ssh', '-o', 'BatchMode=yes'];
+    if (auth.sshKeyFile) parts.push('-i', quote(auth.sshKeyFile), '-o', 'IdentitiesOnly=yes');
+    parts.push(...(auth.knownHostsFile ? ['-o', `UserKnownHostsFile=${quote(auth.knownHostsFile)}`, '-o', 'StrictHostKeyChecking=yes'] : ['-o', 'StrictHostKeyChecking=accept-new']));
+    env.GIT_SSH_COMMAND = parts.join(' ');
+  } else {
+    env.GIT_SSH_COMMAND = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new';
   }
   env.GIT_CONFIG_COUNT = String(config.length);
   config.forEach(([key, value], i) => {
@@ -77,6 +86,9 @@ function gitEnvironment(options: WorkingCopyOptions): Record<string, string> {
 export function gitError(err: unknown, url: string, branch: string): SyncError {
   const text = redactText(err instanceof Error ? err.message : String(err));
   const where = redactUrl(url);
+  if (/Host key verification failed/i.test(text)) {
+    return new SyncError('GIT_AUTH_FAILED', `the ssh host key of ${where} does not match the known host key (auth.knownHostsFile, or the key first seen); check the server before trusting a new key`, { cause: err });
+  }
   if (/Authentication failed|could not read Username|could not read Password|terminal prompts disabled|returned error: 40[13]|Permission denied \(publickey/i.test(text)) {
     return new SyncError('GIT_AUTH_FAILED', `the git server refused the credentials for ${where}; check this repository's auth settings`, { cause: err });
   }

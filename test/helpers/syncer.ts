@@ -19,6 +19,10 @@ export interface SyncFixtureOptions {
   repository?: string;
   /** Syncer settings over the fixture's (quietWindow 0, fast retries). */
   syncer?: Record<string, string>;
+  /** The repository URL from the bare repository's path and the HTTP URL (default: the HTTP URL). */
+  url?: (bare: string, httpUrl: string) => string;
+  /** The repository's `auth` as YAML (default: the git server's Basic credentials); '' for none. */
+  auth?: string;
 }
 
 /** Builds a bare repository on the server, a store and a syncer configured for it. */
@@ -34,8 +38,8 @@ ${Object.entries({ workDir: path.join(dir, 'work'), quietWindow: '0', retryIniti
   .join('\n')}
 repositories:
   - name: gitops
-    url: ${server.url(name)}
-    auth: { username: ${GIT_USER}, password: "\${GIT_PASSWORD}" }
+    url: ${options.url ? options.url(bare, server.url(name)) : server.url(name)}
+${options.auth === '' ? '' : `    auth: ${options.auth ?? `{ username: ${GIT_USER}, password: "\${GIT_PASSWORD}" }`}`}
 ${options.repository ?? ''}
 ${tokensYaml({ gitopsOnly: true })}`;
   const file = path.join(dir, 'config.yaml');

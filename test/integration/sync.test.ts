@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/app.ts';
 import { git, GIT_PASSWORD, pushCompetingCommit, startGitServer, type GitServer } from '../helpers/git-server.ts';
+import { startSshServer } from '../helpers/ssh-server.ts';
 import { KEYWORD, syncFixture } from '../helpers/syncer.ts';
 
 let server: GitServer;
@@ -263,5 +264,49 @@ describe('parseNameStatus', () => {
       { status: 'A', path: 'new\nline.yaml' },
     ]);
     expect(parseNameStatus('')).toEqual([]);
+  });
+});
+
+describe('repository URLs', () => {
+  const files = { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0') };
+
+  it('syncs over ssh with the key from the config, checking the pinned host key', async () => {
+    const ssh = await startSshServer();
+    try {
+      const f = syncFixture(server, {
+        files,
+        url: (bare) => `ssh://root@127.0.0.1:${ssh.port}${bare}`,
+        auth: `{ sshKeyFile: ${ssh.keyFile}, knownHostsFile: ${ssh.knownHostsFile} }`,
+      });
+      await f.want(f.request('gcr.io/acme/api', '1.1'));
+      await f.loop.once();
+      expect(f.target('gcr.io/acme/api')).toMatchObject({ status: 'synced', appliedTag: '1.1' });
+      expect(f.show('apps/api.yaml')).toContain('gcr.io/acme/api:1.1');
+
+      // A host key that does not match the pinned one is refused.
+      const wrongHosts = path.join(tempDir('iu-kh-'), 'known_hosts');
+      writeFileSync(wrongHosts, `[127.0.0.1]:${ssh.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
+      const g = syncFixture(server, {
+        files,
+        url: (bare) => `ssh://root@127.0.0.1:${ssh.port}${bare}`,
+        auth: `{ sshKeyFile: ${ssh.keyFile}, knownHostsFile: ${wrongHosts} }`,
+      });
+      await g.want(g.request('gcr.io/acme/api', '1.1'));
+      await g.loop.once();
+      expect(g.target('gcr.io/acme/api')).toMatchObject({ status: 'pending', lastErrorCode: 'GIT_AUTH_FAILED' });
+      expect(g.target('gcr.io/acme/api').lastErrorMessage).toMatch(/^the ssh host key of ssh:\/\/\*\*\*@127\.0\.0\.1:\d+\/.* does not match the known host key/);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('syncs a file:// URL and a plain local path', async () => {
+    for (const url of [(bare: string) => `file://${bare}`, (bare: string) => bare]) {
+      const f = syncFixture(server, { files, url, auth: '' });
+      await f.want(f.request('gcr.io/acme/api', '1.1'));
+      await f.loop.once();
+      expect(f.target('gcr.io/acme/api')).toMatchObject({ status: 'synced', appliedTag: '1.1' });
+      expect(f.show('apps/api.yaml')).toContain('gcr.io/acme/api:1.1');
+    }
   });
 });
