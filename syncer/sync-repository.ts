@@ -163,7 +163,11 @@ export async function syncRepository(
       if (err instanceof SyncError && err.code === 'VALIDATION_FAILED') return { kind: 'invalid', error: err, results, changing: changingTargets };
       throw err;
     }
-    if (options.dryRun) return { kind: 'done', results, diff: await wc.diff() };
+    if (options.dryRun) {
+      // Shown by `sync --once --dry-run`; a dry run records nothing.
+      for (const c of changing) results.push({ kind: 'synced', target: byId.get(c.targetId)!, commit: '(dry run)', committed: false, fromTags: c.fromTags });
+      return { kind: 'done', results, diff: await wc.diff() };
+    }
 
     const message = commitMessage(changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })));
     const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message));
