@@ -14,7 +14,7 @@ import { findCandidates, listSearchable } from './find-markers.ts';
 import type { MarkerIndex } from './marker-index.ts';
 import { planEdits, relevantCandidates, type PlanTarget, type TargetPlan } from './plan-edits.ts';
 import { validateFiles } from './validate-files.ts';
-import { workingCopy, type WorkingCopy } from './working-copy.ts';
+import { workingCopy } from './working-copy.ts';
 
 export interface SyncContext {
   config: Config;
