@@ -26,8 +26,8 @@ export function startWriter(file: string, synchronous: Synchronous) {
   }
 
   function spawn(): Worker {
-    // A small young generation, like the main thread's (bin/image-updater.ts): memory stays bounded.
-    const w = new Worker(WORKER, { workerData: { file, synchronous }, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
+    // The young generation of the main thread's flags (bin/image-updater.ts: 3 × 8 MB semi-spaces).
+    const w = new Worker(WORKER, { workerData: { file, synchronous }, resourceLimits: { maxYoungGenerationSizeMb: 24 } });
     w.on('message', (replies: WriterReply[]) => {
       for (const reply of replies) {
         const p = pending.get(reply.id);
