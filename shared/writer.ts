@@ -54,7 +54,15 @@ export function startWriter(file: string, synchronous: Synchronous) {
     scheduled = undefined;
     const requests = outbox;
     outbox = [];
-    post({ requests });
+    try {
+      post({ requests });
+    } catch (err) {
+      // Runs from setImmediate: a throw here (a value that cannot be cloned) would end the process.
+      for (const r of requests) {
+        pending.get(r.id)?.reject(err as Error);
+        pending.delete(r.id);
+      }
+    }
   }
 
   worker = spawn();

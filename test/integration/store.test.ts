@@ -124,3 +124,17 @@ describe('store', () => {
     await store.close();
   });
 });
+
+describe('writer thread', () => {
+  it('fails only the writes of a turn it cannot send, and keeps working', async () => {
+    const { startWriter } = await import('../../shared/writer.ts');
+    const file = path.join(tempDir(), 'w.db');
+    openStore(file, { synchronous: 'full' }); // migrates
+    const writer = startWriter(file, 'full');
+    const unclonable = { ...update('1.0'), tag: (() => '1.0') as unknown as string };
+    await expect(writer.record([unclonable], meta)).rejects.toThrow(/could not be cloned/);
+    const [ok] = await writer.record([update('2.0')], meta);
+    expect(ok).toMatchObject({ change: 'created', target: { desiredTag: '2.0' } });
+    await writer.close();
+  });
+});
