@@ -80,6 +80,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/v1/images', auth, images.list);
   app.get('/v1/images/:id', auth, images.get);
   app.get('/v1/images/:id/events', auth, images.events);
+  app.post('/v1/sync', auth, images.syncNow);
+  app.all('/v1/sync', auth, methodNotAllowed(['POST']));
   app.all('/v1/images', auth, methodNotAllowed(['GET', 'POST']));
   app.all('/v1/images/:id', auth, methodNotAllowed(['GET']));
   app.all('/v1/images/:id/events', auth, methodNotAllowed(['GET']));

@@ -39,6 +39,8 @@ export function openStore(file: string, options: StoreOptions) {
     events: db.prepare(`SELECT id, target_id AS targetId, at, type, tag, digest, message, details, trace_id AS traceId
       FROM events WHERE target_id = ? ORDER BY id`),
     migrationCount: db.prepare('SELECT count(*) AS n FROM schema_migrations').pluck(),
+    makeDue: db.prepare(`UPDATE targets SET next_attempt_at = @now
+      WHERE status IN ('pending', 'awaiting_mirror') AND next_attempt_at > @now AND (@repository IS NULL OR repository = @repository)`),
   };
 
   return {
@@ -82,6 +84,11 @@ export function openStore(file: string, options: StoreOptions) {
       const more = rows.length > filter.limit;
       const targets = more ? rows.slice(0, filter.limit) : rows;
       return { targets, next: more ? targets[targets.length - 1]!.id : null };
+    },
+
+    /** Makes every pending target (of one repository, or all) due now, cutting short its backoff; returns how many. */
+    makeDue(repository: string | null, now: number): number {
+      return q.makeDue.run({ repository, now }).changes;
     },
 
     listEvents(targetId: number): TargetEvent[] {

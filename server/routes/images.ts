@@ -150,9 +150,24 @@ export function imagesRoutes({ config, store, log, onRecorded }: ImagesDeps) {
     return target;
   }
 
+  /** POST /v1/sync (admin): every pending target due now, e.g. after fixing credentials. */
+  function syncNow(req: Request, res: Response): void {
+    const principal = res.locals.principal as Principal;
+    if (!principal.admin) throw new ApiError('FORBIDDEN', `token ${quote(principal.name)} is not an admin token: only admin tokens may start a sync`);
+    const repository = req.query.repository;
+    if (repository !== undefined && (typeof repository !== 'string' || !repositories.has(repository))) {
+      throw new ApiError('REPOSITORY_NOT_FOUND', `repository ${quote(String(repository))} is not a configured repository`, 'repository');
+    }
+    const due = store.makeDue(repository ?? null, Date.now());
+    log.info({ repository: repository ?? '(all)', due, by: principal.name }, 'sync requested');
+    onRecorded?.(new Set(repository ? [repository] : repositories.keys()));
+    res.status(202).json({ due });
+  }
+
   return {
     create,
     list,
+    syncNow,
     get(req: Request, res: Response): void {
       res.json(presentTarget(findTarget(req, res)));
     },

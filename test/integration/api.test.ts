@@ -186,3 +186,26 @@ describe('health', () => {
     await request(t.app).get('/readyz').expect(503);
   });
 });
+
+describe('POST /v1/sync', () => {
+  it('makes pending targets due now, for admin tokens only', async () => {
+    const t = makeApp();
+    const admin = bearer(TOKENS.admin);
+    await request(t.app).post('/v1/images').set(admin).send(update).expect(202);
+    await request(t.app).post('/v1/images').set(admin).send({ ...update, repository: 'infra', image: 'nginx', tag: '1.25' }).expect(202);
+    // Both are waiting out a backoff, as after a failed sync.
+    t.store.db.prepare('UPDATE targets SET next_attempt_at = ?').run(Date.now() + 600_000);
+
+    const refused = await request(t.app).post('/v1/sync').set(bearer(TOKENS.ci)).expect(403);
+    expect(refused.body.error).toEqual({ code: 'FORBIDDEN', message: 'token "ci" is not an admin token: only admin tokens may start a sync' });
+    await request(t.app).post('/v1/sync?repository=nope').set(admin).expect(404);
+
+    const one = await request(t.app).post('/v1/sync?repository=infra').set(admin).expect(202);
+    expect(one.body).toEqual({ due: 1 });
+    const all = await request(t.app).post('/v1/sync').set(admin).expect(202);
+    expect(all.body).toEqual({ due: 1 });
+    const due = t.store.db.prepare('SELECT count(*) FROM targets WHERE next_attempt_at <= ?').pluck().get(Date.now());
+    expect(due).toBe(2);
+    await request(t.app).get('/v1/sync').set(admin).expect(405);
+  });
+});
