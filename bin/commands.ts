@@ -5,8 +5,8 @@ import { runServer } from '../server/main.ts';
 import { generateToken, hashToken } from '../server/auth.ts';
 import type { Config } from '../shared/config.ts';
 import { ConfigError, loadConfig } from '../shared/config-file.ts';
-import { createLogger } from '../shared/log.ts';
-import { openStore } from '../shared/store.ts';
+import { createLogger, type Logger } from '../shared/log.ts';
+import { openStore, type Store } from '../shared/store.ts';
 import { createSyncRecords } from '../shared/sync-records.ts';
 import { createSyncLoop } from '../syncer/loop.ts';
 import { missingTools } from '../syncer/preflight.ts';
@@ -32,6 +32,17 @@ function configOrReport(file: string | undefined): Config | undefined {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`image-updater: ${err.message}\n`);
+    return undefined;
+  }
+}
+
+/** Opens the store, or logs why it cannot (e.g. a database written by a newer version) and returns undefined. */
+function openStoreOrReport(config: Config, log: Logger): Store | undefined {
+  try {
+    return openStore(config.database.path, { synchronous: config.database.synchronous });
+  } catch (err) {
+    log.fatal({ path: config.database.path, reason: (err as Error).message }, 'cannot open the database');
+    log.flush();
     return undefined;
   }
 }
@@ -68,14 +79,8 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
       return 1;
     }
   }
-  let store;
-  try {
-    store = openStore(config.database.path, { synchronous: config.database.synchronous });
-  } catch (err) {
-    log.fatal({ path: config.database.path, reason: (err as Error).message }, 'cannot open the database');
-    log.flush();
-    return 1;
-  }
+  const store = openStoreOrReport(config, log);
+  if (!store) return 1;
   const controller = new AbortController();
   const stop = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'signal received');
@@ -116,7 +121,8 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
 /** `sync --once [--dry-run]`: one pass over every pending target; prints the diffs of a dry run. */
 async function syncOnce(config: Config, options: CommandOptions): Promise<number> {
   const log = createLogger(config.log.level);
-  const store = openStore(config.database.path, { synchronous: config.database.synchronous });
+  const store = openStoreOrReport(config, log);
+  if (!store) return 1;
   try {
     const loop = createSyncLoop({ config, records: createSyncRecords(store.db), log });
     const results = await loop.once({ dryRun: options.dryRun ?? false });
@@ -151,7 +157,8 @@ export async function runCommand(command: string, options: CommandOptions): Prom
       process.stdout.write(`${config.file}: valid (${config.repositories.length} repositories, ${config.tokens.length} tokens)\n`);
       return 0;
     case 'migrate': {
-      const store = openStore(config.database.path, { synchronous: config.database.synchronous });
+      const store = openStoreOrReport(config, createLogger(config.log.level));
+      if (!store) return 1;
       await store.close();
       const applied = store.appliedMigrations;
       process.stdout.write(`${config.database.path}: ${applied.length ? `applied ${applied.join(', ')}` : 'up to date'}\n`);

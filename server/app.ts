@@ -8,13 +8,15 @@ import type { Auth } from './auth.ts';
 import { errorHandler, methodNotAllowed, notFound } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import { imagesRoutes } from './routes/images.ts';
+import { syncRoutes } from './routes/sync.ts';
 
 export interface AppDeps {
   config: Config;
   store: Store;
   auth: Auth;
   log: Logger;
-  onRecorded?: (repositories: Set<string>) => void;
+  /** Called once updates are durable (or made due), so an in-process syncer can look at once. */
+  onRecorded?: () => void;
 }
 
 /** Refuses requests without a valid token; sets res.locals.principal. */
@@ -80,7 +82,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/v1/images', auth, images.list);
   app.get('/v1/images/:id', auth, images.get);
   app.get('/v1/images/:id/events', auth, images.events);
-  app.post('/v1/sync', auth, images.syncNow);
+  app.post('/v1/sync', auth, syncRoutes(deps).syncNow);
   app.all('/v1/sync', auth, methodNotAllowed(['POST']));
   app.all('/v1/images', auth, methodNotAllowed(['GET', 'POST']));
   app.all('/v1/images/:id', auth, methodNotAllowed(['GET']));

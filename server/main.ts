@@ -13,7 +13,7 @@ export interface ServerOptions {
   store: Store;
   log: Logger;
   signal: AbortSignal;
-  onRecorded?: (repositories: Set<string>) => void;
+  onRecorded?: () => void;
   onListening?: (address: AddressInfo) => void;
 }
 

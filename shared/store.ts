@@ -1,10 +1,9 @@
 // The store: the main thread's connection for reads and migrations, and the
 // writer thread (writer.ts) for the requests' durable writes.
-import type { Change } from './desired-state.ts';
 import { COLUMNS, openDatabase, type Synchronous, type Target, type TargetEvent } from './database.ts';
-import { migrate, pendingMigrations, readMigrations, type Migration } from './migrate.ts';
-import type { RequestMeta, UpdateRequest } from './record-updates.ts';
 import type { TargetStatus } from './desired-state.ts';
+import { migrate, pendingMigrations, readMigrations, type Migration } from './migrate.ts';
+import type { RecordResult, RequestMeta, UpdateRequest } from './record-updates.ts';
 import { startWriter } from './writer.ts';
 
 export type { Target, TargetEvent } from './database.ts';
@@ -38,7 +37,6 @@ export function openStore(file: string, options: StoreOptions) {
     byId: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE id = ?`),
     events: db.prepare(`SELECT id, target_id AS targetId, at, type, tag, digest, message, details, trace_id AS traceId
       FROM events WHERE target_id = ? ORDER BY id`),
-    migrationCount: db.prepare('SELECT count(*) AS n FROM schema_migrations').pluck(),
     makeDue: db.prepare(`UPDATE targets SET next_attempt_at = @now
       WHERE status IN ('pending', 'awaiting_mirror') AND next_attempt_at > @now AND (@repository IS NULL OR repository = @repository)`),
   };
@@ -49,7 +47,7 @@ export function openStore(file: string, options: StoreOptions) {
     appliedMigrations,
 
     /** Records a request's updates atomically; resolves once they are durable on disk. */
-    recordUpdates(updates: UpdateRequest[], meta: RequestMeta): Promise<Array<{ change: Change; target: Target }>> {
+    recordUpdates(updates: UpdateRequest[], meta: RequestMeta): Promise<RecordResult[]> {
       return writer.record(updates, meta);
     },
 
@@ -101,7 +99,8 @@ export function openStore(file: string, options: StoreOptions) {
     /** True while the database answers and every known migration is applied. */
     isReady(): boolean {
       try {
-        return (q.migrationCount.get() as number) === migrations.length && pendingMigrations(db, migrations).length === 0;
+        // Throws for a database ahead of this code or an edited migration: not ready either.
+        return pendingMigrations(db, migrations).length === 0;
       } catch {
         return false;
       }

@@ -17,8 +17,7 @@ export interface LoopDeps {
   records: SyncRecords;
   log: Logger;
   now?: () => number;
-  /** The sync of one group; tests and the mirror seam may wrap it. */
-  sync?: (ctx: SyncContext, ...args: Parameters<typeof syncRepository> extends [unknown, ...infer R] ? R : never) => ReturnType<typeof syncRepository>;
+  /** The mirror step (DESIGN §5 step 2), passed to every sync; none confirms everything. */
   confirmMirror?: SyncContext['confirmMirror'];
 }
 
@@ -39,7 +38,6 @@ function sleep(ms: number, signal: AbortSignal, wake: Promise<void>): Promise<vo
 export function createSyncLoop(deps: LoopDeps) {
   const { config, records, log } = deps;
   const now = deps.now ?? Date.now;
-  const sync = deps.sync ?? syncRepository;
   const repositories = new Map(config.repositories.map((r) => [r.name, r]));
   const busy = new Set<string>();
   const cleaned = new Set<string>();
@@ -73,7 +71,7 @@ export function createSyncLoop(deps: LoopDeps) {
       if (!options.dryRun) record(result);
       return result;
     }
-    const result = await sync({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
+    const result = await syncRepository({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
     if (!options.dryRun) record(result);
     return result;
   }

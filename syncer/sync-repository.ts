@@ -44,10 +44,12 @@ export function workingCopyDir(workDir: string, repository: string, branch: stri
   return path.join(workDir, repository, encodeURIComponent(branch));
 }
 
-/** Reads a file of the working copy, refusing anything that is not a regular file inside it. */
-function safePath(dir: string, relative: string): string {
+/**
+ * The absolute path of a file of the working copy `dir` (whose real path is `root`), refusing
+ * anything that is not a regular file inside it, reached without a symbolic link.
+ */
+function safePath(dir: string, root: string, relative: string): string {
   const full = path.resolve(dir, relative);
-  const root = realpathSync(dir);
   const stat = lstatSync(full, { throwIfNoEntry: false });
   if (!full.startsWith(dir + path.sep) || !stat?.isFile() || realpathSync(path.dirname(full)) !== path.join(root, path.relative(dir, path.dirname(full)))) {
     throw new SyncError('UNSAFE_PATH', `${relative} is not a regular file inside the repository (symbolic links are never followed)`);
@@ -89,6 +91,8 @@ export async function syncRepository(
   }
 
   const retryAt = (t: DueTarget) => ctx.now() + backoffMs(t.attempts + 1, { initialMs: config.syncer.retryInitial, maxMs: config.syncer.retryMax }, random);
+  const pushRejected = (reason: string) =>
+    new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${reason}); will retry`);
   const fail = (t: DueTarget, error: SyncError): TargetResult =>
     error.transient
       ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: retryAt(t) }
@@ -113,6 +117,7 @@ export async function syncRepository(
   async function attempt(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
     const head = await step('git.prepare', () => wc.prepare({ clean: !ctx.cleaned?.has(wc.dir) }));
     ctx.cleaned?.add(wc.dir);
+    const root = realpathSync(wc.dir);
     const byId = new Map(set.map((t) => [t.id, t]));
     const keywords = [...new Set(set.map((t) => t.keyword))];
     const planTargets = set.map(toPlanTarget);
@@ -129,7 +134,7 @@ export async function syncRepository(
     const candidates = relevantCandidates(found.candidates, planTargets);
     const files = await step('read', () => {
       const read = new Map<string, string>();
-      for (const p of new Set(candidates.map((c) => c.path))) read.set(p, readFileSync(safePath(wc.dir, p), 'latin1'));
+      for (const p of new Set(candidates.map((c) => c.path))) read.set(p, readFileSync(safePath(wc.dir, root, p), 'latin1'));
       return read;
     });
     const plan = await step('plan', () => planEdits(files, candidates, planTargets));
@@ -155,7 +160,7 @@ export async function syncRepository(
       changes: changing.flatMap((c) => c.changes.filter((ch) => ch.path === p)),
     }));
     await step('write', () => {
-      for (const file of edited) writeFileSync(safePath(wc.dir, file.path), file.content, 'latin1');
+      for (const file of edited) writeFileSync(safePath(wc.dir, root, file.path), file.content, 'latin1');
     });
     try {
       await step('validate', () => validateFiles(edited, { dir: wc.dir, command: repo.validate, timeoutMs: config.syncer.validateTimeout, signal: ctx.signal }));
@@ -205,7 +210,7 @@ export async function syncRepository(
     take(batch, 'batch');
     if (batch.kind !== 'done') {
       if (options.dryRun || batch.changing.length === 1) {
-        const error = batch.kind === 'invalid' ? batch.error : new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${batch.reason}); will retry`);
+        const error = batch.kind === 'invalid' ? batch.error : pushRejected(batch.reason);
         for (const t of batch.changing) record.results.push(fail(t, error));
       } else {
         // The batch cannot land: one commit per image, so only the guilty one fails.
@@ -215,7 +220,7 @@ export async function syncRepository(
             const single = await land([t], 'single');
             take(single, 'single');
             if (single.kind === 'invalid') record.results.push(fail(t, single.error));
-            if (single.kind === 'rejected') record.results.push(fail(t, new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${single.reason}); will retry`)));
+            if (single.kind === 'rejected') record.results.push(fail(t, pushRejected(single.reason)));
           } catch (err) {
             record.results.push(fail(t, asSyncError(err)));
           }

@@ -15,8 +15,8 @@ export interface ImagesDeps {
   config: Config;
   store: Store;
   log: Logger;
-  /** Called once updates are durable, so an in-process syncer can wake at once. */
-  onRecorded?: (repositories: Set<string>) => void;
+  /** Called once updates are durable, so an in-process syncer can look at once. */
+  onRecorded?: () => void;
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -124,7 +124,7 @@ export function imagesRoutes({ config, store, log, onRecorded }: ImagesDeps) {
         'update requested',
       );
     }
-    if (results.some((r) => r.change !== 'unchanged')) onRecorded?.(new Set(unique.map((u) => u.repository)));
+    if (results.some((r) => r.change !== 'unchanged')) onRecorded?.();
     const shown = slot.map((s, i) => {
       const { change, target } = results[s]!;
       // A repeat inside one batch changed nothing beyond what its first occurrence did.
@@ -150,24 +150,9 @@ export function imagesRoutes({ config, store, log, onRecorded }: ImagesDeps) {
     return target;
   }
 
-  /** POST /v1/sync (admin): every pending target due now, e.g. after fixing credentials. */
-  function syncNow(req: Request, res: Response): void {
-    const principal = res.locals.principal as Principal;
-    if (!principal.admin) throw new ApiError('FORBIDDEN', `token ${quote(principal.name)} is not an admin token: only admin tokens may start a sync`);
-    const repository = req.query.repository;
-    if (repository !== undefined && (typeof repository !== 'string' || !repositories.has(repository))) {
-      throw new ApiError('REPOSITORY_NOT_FOUND', `repository ${quote(String(repository))} is not a configured repository`, 'repository');
-    }
-    const due = store.makeDue(repository ?? null, Date.now());
-    log.info({ repository: repository ?? '(all)', due, by: principal.name }, 'sync requested');
-    onRecorded?.(new Set(repository ? [repository] : repositories.keys()));
-    res.status(202).json({ due });
-  }
-
   return {
     create,
     list,
-    syncNow,
     get(req: Request, res: Response): void {
       res.json(presentTarget(findTarget(req, res)));
     },

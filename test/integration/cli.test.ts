@@ -79,6 +79,21 @@ describe('the image-updater CLI', () => {
     expect(runCli(['migrate', '--config', file])).toMatchObject({ code: 0, stdout: `${db}: up to date\n` });
   });
 
+  it('refuses, with the reason, a database written by a newer version', () => {
+    const { file, db } = writeConfig();
+    expect(runCli(['migrate', '--config', file]).code).toBe(0);
+    const sqlite = new Database(db);
+    sqlite.prepare("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (2, '0002_later.sql', 'x', 0)").run();
+    sqlite.close();
+    for (const args of [['migrate'], ['sync', '--once'], ['serve']]) {
+      const { code, stdout, stderr } = runCli([...args, '--config', file]);
+      expect(code).toBe(1);
+      expect(stderr).not.toMatch(/\n\s+at /);
+      expect(stdout).toContain('"msg":"cannot open the database"');
+      expect(stdout).toContain('the database is at migration 0002_later.sql, which this version of image-updater does not know');
+    }
+  });
+
   it('keeps every accepted update across kill -9 and a restart', async () => {
     const { file, db } = writeConfig();
     const first = await start(file);
