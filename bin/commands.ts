@@ -131,7 +131,14 @@ async function syncOnce(config: Config, options: CommandOptions): Promise<number
       if (r.diff) process.stdout.write(r.diff);
       for (const t of r.results) {
         if (t.kind !== 'synced') failed++;
-        const what = t.kind === 'synced' ? (t.committed ? `committed ${t.commit.slice(0, 12)}` : 'already at tag') : `${t.kind === 'retry' ? 'will retry' : 'failed'}: ${t.error.code}: ${t.error.message}`;
+        const what =
+          t.kind === 'synced'
+            ? t.committed
+              ? `committed ${t.commit.slice(0, 12)}`
+              : 'already at tag'
+            : t.kind === 'waiting'
+              ? `awaiting mirror: ${t.message}`
+              : `${t.kind === 'retry' ? 'will retry' : 'failed'}: ${t.error.code}: ${t.error.message}`;
         process.stderr.write(`${r.repository}@${r.branch} ${t.target.image}:${t.target.desiredTag} (${t.target.keyword}): ${options.dryRun && t.kind === 'synced' ? 'would be synced' : what}\n`);
       }
     }

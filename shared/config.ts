@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { branchProblem } from './git-ref.ts';
 import { globsToRegex } from './glob.ts';
+import { parseImageName } from './image-ref.ts';
 import type { Problem } from './problems.ts';
 
 const DURATION = /^(\d+)(ms|s|m|h)$/;
@@ -45,6 +46,8 @@ const repositorySchema = z.strictObject({
   include: globs.default(DEFAULT_INCLUDE),
   /** A command run in the working copy after the edit, e.g. ["kustomize", "build", "clusters/prod"]. */
   validate: z.array(z.string().min(1)).min(1, 'must name a command').optional(),
+  /** Write `image:tag@digest` with the digest the mirror confirmed (needs mirror.mode verify or copy). */
+  pinDigest: z.boolean().default(false),
   auth: z
     .strictObject({
       username: z.string().min(1).optional(),
@@ -54,6 +57,67 @@ const repositorySchema = z.strictObject({
     })
     .optional(),
 });
+
+/** Why `host[:port]` is not a registry host as image references write it, or undefined. */
+export function registryHostProblem(host: string): string | undefined {
+  if (host.includes('/')) return 'must be a host with an optional port, without a path';
+  const parsed = parseImageName(`${host}/x`);
+  if (!parsed.ok) return parsed.reason;
+  if (parsed.value.domain !== host) return 'must be a registry host such as "gcr.io" or "127.0.0.1:5000" (a dot, a port or "localhost")';
+  return undefined;
+}
+
+/** Why `host[:port][/prefix]` is not where mirrored images can live, or undefined. */
+export function mirrorRegistryProblem(value: string): string | undefined {
+  const slash = value.indexOf('/');
+  const hostProblem = registryHostProblem(slash === -1 ? value : value.slice(0, slash));
+  if (hostProblem) return hostProblem;
+  if (slash !== -1) {
+    const prefix = parseImageName(`x.io/${value.slice(slash + 1)}`);
+    if (!prefix.ok) return `prefix ${prefix.reason}`;
+  }
+  return undefined;
+}
+
+const int = (min: number, max: number) =>
+  z.number().int('must be a whole number').min(min, `must be from ${min} to ${max}`).max(max, `must be from ${min} to ${max}`);
+
+const registrySchema = z.strictObject({
+  /** As image references write it: `gcr.io`, `docker.io`, `127.0.0.1:5000`. */
+  host: z.string().superRefine((value, ctx) => {
+    const problem = registryHostProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  /** Plain HTTP: only for a registry on loopback or a trusted private network. */
+  insecure: z.boolean().default(false),
+  username: z.string().min(1, 'must not be empty').optional(),
+  password: z.string().min(1, 'must not be empty').optional(),
+  maxConcurrency: int(1, 64).default(4),
+  maxRequestsPerSecond: int(1, 10_000).default(50),
+});
+
+const mirrorSchema = z
+  .strictObject({
+    /** `host[:port][/prefix]`: the image `gcr.io/acme/app` is mirrored as `<registry>/gcr.io/acme/app`. */
+    registry: z
+      .string()
+      .superRefine((value, ctx) => {
+        const problem = mirrorRegistryProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    mode: z.enum(['off', 'verify', 'copy']).default('off'),
+    /** How long a target may wait for its image to appear (verify) or in the source (copy). */
+    timeout: duration.default(30 * 60_000),
+    /** Mirrored tags kept per image beyond those a target wants or runs; 0 keeps every tag. */
+    keep: int(0, 100_000).default(0),
+    /** A registry request that sends or receives nothing for this long is abandoned and retried. */
+    requestTimeout: duration.default(30_000),
+    /** The first and the longest wait between two looks for an image that is not there yet. */
+    retryInitial: duration.default(1_000),
+    retryMax: duration.default(60_000),
+  })
+  .prefault({});
 
 const tokenSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1 to 63 letters, digits, ".", "_" or "-"'),
@@ -114,6 +178,8 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  registries: z.array(registrySchema).default([]),
+  mirror: mirrorSchema,
   repositories: z.array(repositorySchema).min(1, 'must list at least one repository'),
   tokens: z.array(tokenSchema).min(1, 'must list at least one token; `image-updater token` makes one'),
 });
@@ -124,6 +190,8 @@ export type Config = z.output<typeof configSchema> & {
 };
 export type RepositoryConfig = Config['repositories'][number];
 export type TokenConfig = Config['tokens'][number];
+export type RegistryConfig = Config['registries'][number];
+export type MirrorConfig = Config['mirror'];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -158,7 +226,23 @@ export function crossFieldProblems(raw: unknown): Problem[] {
     ...duplicates(raw, 'repositories', 'name', 'this name'),
     ...duplicates(raw, 'tokens', 'name', 'this name'),
     ...duplicates(raw, 'tokens', 'sha256', 'this hash'),
+    ...duplicates(raw, 'registries', 'host', 'this host'),
   ];
+  for (const [i, registry] of entries(raw, 'registries')) {
+    if ((registry.username === undefined) !== (registry.password === undefined)) {
+      problems.push({ path: ['registries', i, registry.username === undefined ? 'username' : 'password'], kind: 'invalid', message: 'must be given with the other: username and password go together' });
+    }
+  }
+  const mirror = isRecord(raw) && isRecord(raw.mirror) ? raw.mirror : {};
+  const mirrorOn = mirror.mode === 'verify' || mirror.mode === 'copy';
+  if (mirrorOn && mirror.registry === undefined) {
+    problems.push({ path: ['mirror', 'registry'], kind: 'invalid', message: `is required when mirror.mode is "${String(mirror.mode)}": the registry next to the cluster, host[:port][/prefix]` });
+  }
+  for (const [i, repository] of entries(raw, 'repositories')) {
+    if (repository.pinDigest === true && !mirrorOn) {
+      problems.push({ path: ['repositories', i, 'pinDigest'], kind: 'invalid', message: 'needs mirror.mode "verify" or "copy": the pinned digest is the one the mirror confirmed' });
+    }
+  }
   const names = entries(raw, 'repositories')
     .map(([, r]) => r.name)
     .filter((n): n is string => typeof n === 'string');

@@ -62,6 +62,13 @@ export const SYNC_ERRORS = {
   PUSH_REJECTED: { transient: true },
   SEARCH_FAILED: { transient: true },
   SYNC_FAILED: { transient: true },
+  /** The image did not appear in the mirror (verify) or its source (copy) within `mirror.timeout`. */
+  MIRROR_TIMEOUT: { transient: false },
+  /** A tag that names two digests (mirror and source, or what CI sent): tags must be unique. */
+  TAG_MUTATED: { transient: false },
+  REGISTRY_UNAVAILABLE: { transient: true },
+  REGISTRY_AUTH_FAILED: { transient: true },
+  REGISTRY_FAILED: { transient: true },
 } as const;
 
 export type SyncErrorCode = keyof typeof SYNC_ERRORS;

@@ -3,11 +3,11 @@
 import type { Database } from 'better-sqlite3';
 import type { Target } from './database.ts';
 
-/** A target as the syncer needs it. */
+/** A target as the syncer needs it; `confirmedDigest` is what the mirror holds for its tag, once confirmed. */
 export type DueTarget = Pick<
   Target,
-  'id' | 'generation' | 'repository' | 'branch' | 'image' | 'keyword' | 'desiredTag' | 'desiredDigest' | 'attempts' | 'requestedAt' | 'requestTrace'
->;
+  'id' | 'generation' | 'repository' | 'branch' | 'image' | 'keyword' | 'desiredTag' | 'desiredDigest' | 'attempts' | 'requestedAt' | 'requestTrace' | 'status'
+> & { confirmedDigest?: string };
 
 export interface SyncErrorInfo {
   code: string;
@@ -18,7 +18,27 @@ export interface SyncErrorInfo {
 export type TargetResult =
   | { kind: 'synced'; target: DueTarget; commit: string; committed: boolean; fromTags: string[] }
   | { kind: 'failed'; target: DueTarget; error: SyncErrorInfo }
-  | { kind: 'retry'; target: DueTarget; error: SyncErrorInfo; retryAt: number };
+  | { kind: 'retry'; target: DueTarget; error: SyncErrorInfo; retryAt: number }
+  /** The image is not in the mirror (or its source) yet: `awaiting_mirror` until `retryAt`. */
+  | { kind: 'waiting'; target: DueTarget; message: string; retryAt: number };
+
+/** A step of a target's history other than its outcome (the mirror's `mirror_confirmed`, `mirrored`). */
+export interface StepEvent {
+  targetId: number;
+  type: string;
+  tag: string;
+  digest: string | null;
+  message: string;
+  details: object | null;
+}
+
+/** A tag the mirror now holds, confirmed or copied by this sync. */
+export interface MirrorTag {
+  repository: string;
+  tag: string;
+  digest: string;
+  image: string;
+}
 
 export interface CommitRecord {
   sha: string;
@@ -33,11 +53,14 @@ export interface SyncRecord {
   at: number;
   commits: CommitRecord[];
   results: TargetResult[];
+  /** Steps before the outcome, recorded first. */
+  events?: StepEvent[];
+  mirrorTags?: MirrorTag[];
   traceId?: string | null;
 }
 
 const DUE_COLUMNS = `id, generation, repository, branch, image, keyword, desired_tag AS desiredTag,
-  desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace`;
+  desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace, status`;
 
 /** Prepares the syncer's statements on a connection. */
 export function createSyncRecords(db: Database) {
@@ -47,24 +70,34 @@ export function createSyncRecords(db: Database) {
     nextDue: db.prepare(`SELECT min(next_attempt_at) FROM targets WHERE status IN ('pending', 'awaiting_mirror')`).pluck(),
     commit: db.prepare('INSERT INTO commits (repository, branch, sha, mode, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (repository, sha) DO UPDATE SET at = at RETURNING id').pluck(),
     commitTarget: db.prepare('INSERT OR IGNORE INTO commit_targets (commit_id, target_id, from_tag, to_tag) VALUES (?, ?, ?, ?)'),
-    synced: db.prepare(`UPDATE targets SET status = 'synced', applied_tag = desired_tag, applied_digest = desired_digest,
+    synced: db.prepare(`UPDATE targets SET status = 'synced', applied_tag = desired_tag, applied_digest = coalesce(@digest, desired_digest),
         applied_commit = @commit, applied_at = @at, attempts = 0, last_error_code = NULL, last_error_message = NULL, updated_at = @at
       WHERE id = @id AND generation = @generation`),
     failed: db.prepare(`UPDATE targets SET status = 'failed', attempts = attempts + 1, last_error_code = @code,
         last_error_message = @message, updated_at = @at
       WHERE id = @id AND generation = @generation`),
-    retry: db.prepare(`UPDATE targets SET attempts = attempts + 1, next_attempt_at = @retryAt, last_error_code = @code,
+    retry: db.prepare(`UPDATE targets SET status = 'pending', attempts = attempts + 1, next_attempt_at = @retryAt, last_error_code = @code,
         last_error_message = @message, updated_at = @at
       WHERE id = @id AND generation = @generation`),
+    waiting: db.prepare(`UPDATE targets SET status = 'awaiting_mirror', attempts = attempts + 1, next_attempt_at = @retryAt,
+        last_error_code = NULL, last_error_message = NULL, updated_at = @at
+      WHERE id = @id AND generation = @generation`),
+    mirrorTag: db.prepare(`INSERT INTO mirror_tags (repository, tag, digest, image, recorded_at) VALUES (@repository, @tag, @digest, @image, @at)
+      ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest`),
+    mirrorTags: db.prepare('SELECT tag, digest FROM mirror_tags WHERE repository = ? ORDER BY recorded_at DESC, rowid DESC'),
+    forgetMirrorTag: db.prepare('DELETE FROM mirror_tags WHERE repository = ? AND tag = ?'),
+    wantedTags: db.prepare('SELECT desired_tag AS desired, applied_tag AS applied FROM targets WHERE image = ?'),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
   };
 
-  function event(targetId: number, at: number, type: string, tag: string | null, message: string | null, details: object | null, traceId: string | null) {
-    q.event.run(targetId, at, type, tag, null, message, details ? JSON.stringify(details) : null, traceId);
+  function event(targetId: number, at: number, type: string, tag: string | null, message: string | null, details: object | null, traceId: string | null, digest: string | null = null) {
+    q.event.run(targetId, at, type, tag, digest, message, details ? JSON.stringify(details) : null, traceId);
   }
 
   const record = db.transaction((sync: SyncRecord) => {
     const traceId = sync.traceId ?? null;
+    for (const m of sync.mirrorTags ?? []) q.mirrorTag.run({ ...m, at: sync.at });
+    for (const e of sync.events ?? []) event(e.targetId, sync.at, e.type, e.tag, e.message, e.details, traceId, e.digest);
     const commitOf = new Map<number, CommitRecord>();
     for (const c of sync.commits) {
       const id = q.commit.get(sync.repository, sync.branch, c.sha, c.mode, sync.at) as number;
@@ -85,12 +118,17 @@ export function createSyncRecords(db: Database) {
           event(t.id, sync.at, 'pushed', t.desiredTag, `pushed to ${sync.branch}`, { sha: c.sha }, traceId);
         }
         // A newer request during the sync keeps the target pending for its new tag.
-        if (q.synced.run({ ...key, commit: r.commit }).changes === 1) {
-          event(t.id, sync.at, 'synced', t.desiredTag, r.committed ? null : `already at ${t.desiredTag} in ${r.commit.slice(0, 12)}`, { commit: r.commit }, traceId);
+        if (q.synced.run({ ...key, commit: r.commit, digest: t.confirmedDigest ?? null }).changes === 1) {
+          event(t.id, sync.at, 'synced', t.desiredTag, r.committed ? null : `already at ${t.desiredTag} in ${r.commit.slice(0, 12)}`, { commit: r.commit }, traceId, t.confirmedDigest ?? t.desiredDigest);
         }
       } else if (r.kind === 'failed') {
         if (q.failed.run({ ...key, ...r.error }).changes === 1) {
           event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: false }, traceId);
+        }
+      } else if (r.kind === 'waiting') {
+        // The event marks the start of the wait; later looks only move the next attempt.
+        if (q.waiting.run({ ...key, retryAt: r.retryAt }).changes === 1 && t.status !== 'awaiting_mirror') {
+          event(t.id, sync.at, 'awaiting_mirror', t.desiredTag, r.message, { nextLookAt: new Date(r.retryAt).toISOString() }, traceId);
         }
       } else if (q.retry.run({ ...key, ...r.error, retryAt: r.retryAt }).changes === 1) {
         event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: true, retryAt: new Date(r.retryAt).toISOString() }, traceId);
@@ -114,6 +152,25 @@ export function createSyncRecords(db: Database) {
     /** When the next pending target becomes due, or null when none is pending. */
     nextDueAt(): number | null {
       return (q.nextDue.get() as number | null) ?? null;
+    },
+
+    /** The tags recorded in a mirror repository, newest first. */
+    mirrorTags(repository: string): Array<{ tag: string; digest: string }> {
+      return q.mirrorTags.all(repository) as Array<{ tag: string; digest: string }>;
+    },
+
+    forgetMirrorTag(repository: string, tag: string): void {
+      q.forgetMirrorTag.run(repository, tag);
+    },
+
+    /** Every tag of an image that a target wants or runs, in any repository and branch. */
+    wantedTags(image: string): Set<string> {
+      const tags = new Set<string>();
+      for (const row of q.wantedTags.all(image) as Array<{ desired: string; applied: string | null }>) {
+        tags.add(row.desired);
+        if (row.applied) tags.add(row.applied);
+      }
+      return tags;
     },
 
     /** Records a sync's commits and outcomes atomically. */

@@ -7,7 +7,8 @@ import { SyncError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { DueTarget, SyncRecord, SyncRecords } from '../shared/sync-records.ts';
 import { createMarkerIndex } from './marker-index.ts';
-import { syncRepository, type SyncContext, type SyncOptions } from './sync-repository.ts';
+import { createMirror, type Mirror } from './mirror.ts';
+import { syncRepository, type SyncOptions } from './sync-repository.ts';
 
 /** The longest a steady stream of requests may hold a sync back. */
 export const MAX_QUIET_MS = 2000;
@@ -17,8 +18,8 @@ export interface LoopDeps {
   records: SyncRecords;
   log: Logger;
   now?: () => number;
-  /** The mirror step (DESIGN §5 step 2), passed to every sync; none confirms everything. */
-  confirmMirror?: SyncContext['confirmMirror'];
+  /** The mirror step (DESIGN §5 step 2); by default made from `config.mirror` (none when its mode is off). */
+  mirror?: Mirror;
 }
 
 function sleep(ms: number, signal: AbortSignal, wake: Promise<void>): Promise<void> {
@@ -42,6 +43,7 @@ export function createSyncLoop(deps: LoopDeps) {
   const busy = new Set<string>();
   const cleaned = new Set<string>();
   const markerIndex = createMarkerIndex();
+  const mirror = deps.mirror ?? (config.mirror.mode === 'off' ? undefined : createMirror({ config, records, log, now }));
   const running = new Set<Promise<void>>();
   // A wake that comes while the loop is busy must not be lost: it is a flag, checked before sleeping.
   let woken = false;
@@ -54,10 +56,12 @@ export function createSyncLoop(deps: LoopDeps) {
 
   function record(result: SyncRecord): void {
     records.record(result);
+    mirror?.afterSync(result);
     for (const r of result.results) {
       const fields = { targetId: r.target.id, repository: result.repository, branch: result.branch, image: r.target.image, tag: r.target.desiredTag };
       if (r.kind === 'synced') log.info({ ...fields, commit: r.commit, committed: r.committed }, 'target synced');
       else if (r.kind === 'failed') log.warn({ ...fields, code: r.error.code, reason: r.error.message }, 'target failed');
+      else if (r.kind === 'waiting') log.info({ ...fields, reason: r.message, retryAt: new Date(r.retryAt).toISOString() }, 'target awaiting mirror');
       else log.info({ ...fields, code: r.error.code, reason: r.error.message, retryAt: new Date(r.retryAt).toISOString() }, 'target will retry');
     }
   }
@@ -71,7 +75,7 @@ export function createSyncLoop(deps: LoopDeps) {
       if (!options.dryRun) record(result);
       return result;
     }
-    const result = await syncRepository({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(deps.confirmMirror ? { confirmMirror: deps.confirmMirror } : {}) }, repo, branch, targets, options);
+    const result = await syncRepository({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(mirror ? { mirror } : {}) }, repo, branch, targets, options);
     if (!options.dryRun) record(result);
     return result;
   }
@@ -145,6 +149,7 @@ export function createSyncLoop(deps: LoopDeps) {
         hard.abort();
       }, config.server.shutdownTimeout);
       await Promise.allSettled([...running]);
+      await mirror?.idle();
       clearTimeout(timer);
     },
 
@@ -154,6 +159,7 @@ export function createSyncLoop(deps: LoopDeps) {
       for (const group of records.dueGroups(Number.MAX_SAFE_INTEGER)) {
         results.push(await syncGroup(group.repository, group.branch, group.targets, undefined, options));
       }
+      await mirror?.idle();
       return results;
     },
   };

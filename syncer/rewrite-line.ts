@@ -9,6 +9,8 @@ export interface LineTarget {
   aliases: readonly string[];
   tag: string;
   digest: string | null;
+  /** Write `@digest` even where the line has none (a repository's `pinDigest`). */
+  pinDigest?: boolean;
 }
 
 export type LineOutcome =
@@ -48,7 +50,8 @@ export function referencedNames(code: string): string[] {
  * Rewrites, in the part of the line before its marker comment, every reference
  * to the target's image (or an alias) to the target's tag, keeping the name as
  * written. A digest on the line is replaced by the target's, or dropped when the
- * target has none: a stale digest would keep deploying the old image.
+ * target has none: a stale digest would keep deploying the old image. With
+ * `pinDigest`, the digest is written where the line has none.
  */
 export function rewriteLine(line: string, commentStart: number, target: LineTarget): LineOutcome {
   const code = line.slice(0, commentStart);
@@ -61,7 +64,8 @@ export function rewriteLine(line: string, commentStart: number, target: LineTarg
     const ref = parseReference(m[0]);
     if (!ref || (ref.name.normalized !== target.image && !target.aliases.includes(ref.name.normalized))) continue;
     matched = true;
-    const wanted = `${ref.written}:${target.tag}${ref.digest !== undefined && target.digest ? `@${target.digest}` : ''}`;
+    const withDigest = target.digest && (ref.digest !== undefined || target.pinDigest);
+    const wanted = `${ref.written}:${target.tag}${withDigest ? `@${target.digest}` : ''}`;
     if (wanted === m[0]) continue;
     from.push(ref.tag ?? '(none)');
     to.push(wanted);

@@ -12,6 +12,7 @@ import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records
 import { commitMessage } from './commit-message.ts';
 import { findCandidates, listSearchable } from './find-markers.ts';
 import type { MarkerIndex } from './marker-index.ts';
+import type { Mirror } from './mirror.ts';
 import { planEdits, relevantCandidates, type PlanTarget, type TargetPlan } from './plan-edits.ts';
 import { validateFiles } from './validate-files.ts';
 import { workingCopy } from './working-copy.ts';
@@ -30,8 +31,8 @@ export interface SyncContext {
   cleaned?: Set<string>;
   /** Candidate lines remembered across syncs (rescans only what commits changed); shared by the loop. */
   markerIndex?: MarkerIndex;
-  /** Confirms images in the mirror registry; the mirror issue fills this seam. Default: all confirmed. */
-  confirmMirror?: (targets: DueTarget[]) => Promise<{ ready: DueTarget[]; results: TargetResult[] }>;
+  /** The mirror step (mirror.ts); without it every image counts as confirmed. */
+  mirror?: Pick<Mirror, 'confirm' | 'aliases'>;
 }
 
 export interface SyncOptions {
@@ -57,8 +58,16 @@ function safePath(dir: string, root: string, relative: string): string {
   return full;
 }
 
-function toPlanTarget(t: DueTarget): PlanTarget {
-  return { id: t.id, image: t.image, aliases: [], keyword: t.keyword, tag: t.desiredTag, digest: t.desiredDigest };
+function toPlanTarget(t: DueTarget, repo: RepositoryConfig, mirror: SyncContext['mirror']): PlanTarget {
+  return {
+    id: t.id,
+    image: t.image,
+    aliases: mirror?.aliases(t.image) ?? [],
+    keyword: t.keyword,
+    tag: t.desiredTag,
+    digest: t.confirmedDigest ?? t.desiredDigest,
+    pinDigest: repo.pinDigest,
+  };
 }
 
 type Attempt =
@@ -98,8 +107,10 @@ export async function syncRepository(
       ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: retryAt(t) }
       : { kind: 'failed', target: t, error: { code: error.code, message: error.message } };
 
-  const mirror = ctx.confirmMirror ? await ctx.confirmMirror(targets) : { ready: targets, results: [] };
+  const mirror = ctx.mirror ? await step('mirror', () => ctx.mirror!.confirm(targets, { dryRun: options.dryRun ?? false })) : { ready: targets, results: [], events: [], mirrorTags: [] };
   record.results.push(...mirror.results);
+  record.events = mirror.events;
+  record.mirrorTags = mirror.mirrorTags;
   if (mirror.ready.length === 0) return finish();
 
   const wc = workingCopy({
@@ -120,7 +131,7 @@ export async function syncRepository(
     const root = realpathSync(wc.dir);
     const byId = new Map(set.map((t) => [t.id, t]));
     const keywords = [...new Set(set.map((t) => t.keyword))];
-    const planTargets = set.map(toPlanTarget);
+    const planTargets = set.map((t) => toPlanTarget(t, repo, ctx.mirror));
     const found = await step('search', () =>
       ctx.markerIndex
         ? ctx.markerIndex.find(wc.dir, head, repo.include, keywords, {
@@ -240,7 +251,7 @@ export async function syncRepository(
     record.at = ctx.now();
     const count = (kind: string) => record.results.filter((r) => r.kind === kind).length;
     log.info(
-      { repository: repo.name, branch, targets: targets.length, synced: count('synced'), failed: count('failed'), retry: count('retry'), commits: record.commits.length, totalMs: record.at - started, stepMs, search: searchModes.join(',') },
+      { repository: repo.name, branch, targets: targets.length, synced: count('synced'), failed: count('failed'), retry: count('retry'), awaitingMirror: count('waiting'), commits: record.commits.length, totalMs: record.at - started, stepMs, search: searchModes.join(',') },
       'sync finished',
     );
     return record;

@@ -23,6 +23,10 @@ export interface SyncFixtureOptions {
   url?: (bare: string, httpUrl: string) => string;
   /** The repository's `auth` as YAML (default: the git server's Basic credentials); '' for none. */
   auth?: string;
+  /** Top-level YAML added to the configuration (e.g. `registries:` and `mirror:`). */
+  top?: string;
+  /** Environment variables the configuration may interpolate, besides GIT_PASSWORD. */
+  env?: Record<string, string>;
 }
 
 /** Builds a bare repository on the server, a store and a syncer configured for it. */
@@ -41,10 +45,11 @@ repositories:
     url: ${options.url ? options.url(bare, server.url(name)) : server.url(name)}
 ${options.auth === '' ? '' : `    auth: ${options.auth ?? `{ username: ${GIT_USER}, password: "\${GIT_PASSWORD}" }`}`}
 ${options.repository ?? ''}
+${options.top ?? ''}
 ${tokensYaml({ gitopsOnly: true })}`;
   const file = path.join(dir, 'config.yaml');
   writeFileSync(file, text);
-  const config = parseConfig(text, file, { GIT_PASSWORD });
+  const config = parseConfig(text, file, { GIT_PASSWORD, ...options.env });
   const logs: string[] = [];
   const log = createLogger('debug', new Writable({ write: (c, _e, done) => (logs.push(String(c)), done()) }));
   const store = openStore(config.database.path, { synchronous: 'full' });

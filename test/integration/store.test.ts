@@ -21,14 +21,18 @@ const meta = { requestedBy: 'ci', at: 1_700_000_000_000, batchId: null, tracepar
 describe('migrations', () => {
   it('apply once, are recorded, and a second run does nothing', () => {
     const db = new Database(path.join(tempDir(), 'a.db'));
-    expect(migrate(db)).toEqual(['0001_initial.sql']);
+    expect(migrate(db)).toEqual(['0001_initial.sql', '0002_mirror_tags.sql']);
     expect(migrate(db)).toEqual([]);
     const rows = db.prepare('SELECT version, name FROM schema_migrations').all();
-    expect(rows).toEqual([{ version: 1, name: '0001_initial.sql' }]);
+    expect(rows).toEqual([
+      { version: 1, name: '0001_initial.sql' },
+      { version: 2, name: '0002_mirror_tags.sql' },
+    ]);
     expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()).toEqual([
       'commit_targets',
       'commits',
       'events',
+      'mirror_tags',
       'schema_migrations',
       'targets',
     ]);
@@ -37,10 +41,10 @@ describe('migrations', () => {
   it('refuse a database migrated by a newer version', () => {
     const dir = tempDir();
     cpSync(MIGRATIONS_DIR, path.join(dir, 'm'), { recursive: true });
-    writeFileSync(path.join(dir, 'm', '0002_later.sql'), 'CREATE TABLE later (x INTEGER);');
+    writeFileSync(path.join(dir, 'm', '0003_later.sql'), 'CREATE TABLE later (x INTEGER);');
     const db = new Database(path.join(dir, 'a.db'));
     migrate(db, readMigrations(path.join(dir, 'm')));
-    expect(() => migrate(db)).toThrow(/at migration 0002_later\.sql, which this version of image-updater does not know/);
+    expect(() => migrate(db)).toThrow(/at migration 0003_later\.sql, which this version of image-updater does not know/);
   });
 
   it('refuse a migration edited after it was applied', () => {
