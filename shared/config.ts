@@ -92,8 +92,8 @@ const registrySchema = z.strictObject({
   insecure: z.boolean().default(false),
   username: z.string().min(1, 'must not be empty').optional(),
   password: z.string().min(1, 'must not be empty').optional(),
-  maxConcurrency: int(1, 64).default(4),
-  maxRequestsPerSecond: int(1, 10_000).default(50),
+  maxConcurrency: int(1, 64).default(8),
+  maxRequestsPerSecond: int(1, 10_000).default(100),
 });
 
 const mirrorSchema = z

@@ -58,9 +58,9 @@ export interface RegistryOptions {
   /** Plain HTTP instead of HTTPS (a registry on loopback or a private network). */
   insecure?: boolean;
   credentials?: Credentials;
-  /** Requests in flight at once (default 4). */
+  /** Requests in flight at once (default 8). */
   maxConcurrency?: number;
-  /** Requests started per second (default 50). */
+  /** Requests started per second (default 100, with a burst of as many). */
   maxRequestsPerSecond?: number;
   /** A request that sends or receives nothing for this long is aborted (default 30 s). */
   timeoutMs?: number;
@@ -182,7 +182,7 @@ export class RegistryClient {
     this.host = options.host;
     this.base = `${options.insecure ? 'http' : 'https'}://${apiHost(options.host)}/v2/`;
     this.credentials = options.credentials;
-    this.budget = createBudget(options.maxConcurrency ?? 4, options.maxRequestsPerSecond ?? 50);
+    this.budget = createBudget(options.maxConcurrency ?? 8, options.maxRequestsPerSecond ?? 100);
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.attempts = options.attempts ?? 4;
     this.retryInitialMs = options.retryInitialMs ?? 200;

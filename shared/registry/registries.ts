@@ -20,8 +20,8 @@ export function createRegistries(config: Pick<Config, 'registries' | 'mirror'>):
           host: key,
           insecure: settings?.insecure ?? false,
           ...(settings?.username && settings.password ? { credentials: { username: settings.username, password: settings.password } } : {}),
-          maxConcurrency: settings?.maxConcurrency ?? 4,
-          maxRequestsPerSecond: settings?.maxRequestsPerSecond ?? 50,
+          maxConcurrency: settings?.maxConcurrency ?? 8,
+          maxRequestsPerSecond: settings?.maxRequestsPerSecond ?? 100,
           timeoutMs: config.mirror.requestTimeout,
         });
         clients.set(key, client);

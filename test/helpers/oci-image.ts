@@ -49,10 +49,11 @@ export interface TestImage {
 
 /**
  * Writes an OCI layout holding one image tagged `tag`: an index over the given platforms
- * (or a single manifest with `platforms: ['linux/amd64']` and `single: true`), each with a
- * layer whose content is `content` and the platform, so different contents give different digests.
+ * (or a single manifest with `platforms: ['linux/amd64']` and `single: true`), each with
+ * `layers` layers (default 1) of `content`, the platform and `layerBytes` random bytes, so
+ * different contents give different digests.
  */
-export function buildImage(tag: string, content: string, options: { platforms?: string[]; single?: boolean; layerBytes?: number } = {}): TestImage {
+export function buildImage(tag: string, content: string, options: { platforms?: string[]; single?: boolean; layerBytes?: number; layers?: number } = {}): TestImage {
   const dir = tempDir('iu-oci-');
   const blobsDir = path.join(dir, 'blobs', 'sha256');
   mkdirSync(blobsDir, { recursive: true });
@@ -67,19 +68,21 @@ export function buildImage(tag: string, content: string, options: { platforms?: 
 
   const manifests = (options.platforms ?? ['linux/amd64', 'linux/arm64']).map((platform) => {
     const [os, architecture] = platform.split('/') as [string, string];
-    // Random, so that gzip cannot shrink it: the layer is as big as asked.
-    const filler = options.layerBytes ? randomBytes(options.layerBytes) : Buffer.alloc(0);
-    // Gzipped, as registries store layers: skopeo would otherwise compress it on the way and change the digests.
-    const archive = tar('app.txt', Buffer.concat([Buffer.from(`${content} ${platform}\n`), filler]));
-    const layer = put(gzipSync(archive));
-    const config = put(JSON.stringify({ architecture, os, rootfs: { type: 'layers', diff_ids: [digestOf(archive)] }, config: {} }));
-    blobs.push(layer.digest, config.digest);
+    const layers = Array.from({ length: options.layers ?? 1 }, (_, n) => {
+      // Random, so that gzip cannot shrink it: the layer is as big as asked.
+      const filler = options.layerBytes ? randomBytes(options.layerBytes) : Buffer.alloc(0);
+      // Gzipped, as registries store layers: skopeo would otherwise compress it on the way and change the digests.
+      const archive = tar(`layer-${n}.txt`, Buffer.concat([Buffer.from(`${content} ${platform} ${n}\n`), filler]));
+      return { archive, blob: put(gzipSync(archive, { level: 1 })) };
+    });
+    const config = put(JSON.stringify({ architecture, os, rootfs: { type: 'layers', diff_ids: layers.map((l) => digestOf(l.archive)) }, config: {} }));
+    blobs.push(...layers.map((l) => l.blob.digest), config.digest);
     const manifest = put(
       JSON.stringify({
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
         config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
+        layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l.blob })),
       }),
     );
     return { mediaType: OCI_MANIFEST, ...manifest, platform: { os, architecture } };

@@ -118,6 +118,38 @@ tokens:
   });
 });
 
+describe('registries and mirror', () => {
+  it('defaults to no mirror and fills the registry defaults', () => {
+    const config = parseConfig(valid('registries: [{ host: "gcr.io", username: u, password: "${PW}" }]'), '/etc/iu/config.yaml', { PW: 's3cret' });
+    expect(config.mirror).toMatchObject({ mode: 'off', timeout: 1_800_000, keep: 0, requestTimeout: 30_000 });
+    expect(config.registries).toEqual([{ host: 'gcr.io', insecure: false, username: 'u', password: 's3cret', maxConcurrency: 8, maxRequestsPerSecond: 100 }]);
+    expect(config.repositories[0]!.pinDigest).toBe(false);
+  });
+
+  it('reports every mirror and registry mistake at once', () => {
+    const found = problems(
+      valid(`registries:
+  - { host: "https://gcr.io", username: u }
+  - { host: "gcr.io" }
+  - { host: "gcr.io" }
+mirror: { mode: copy, keep: -1 }`).replace('url: https', 'pinDigest: true\n    url: https'),
+    );
+    expect(found).toEqual([
+      expect.stringContaining('registries[0].host: must be a host with an optional port, without a path'),
+      expect.stringContaining('mirror.keep: must be from 0 to 100000'),
+      expect.stringContaining('registries[2].host: this host is already used by registries[1]'),
+      expect.stringContaining('registries[0].password: must be given with the other: username and password go together'),
+      expect.stringContaining('mirror.registry: is required when mirror.mode is "copy"'),
+    ]);
+    expect(problems(valid('mirror: { registry: "Registry.internal/Mirror", mode: verify }'))).toEqual([
+      expect.stringContaining('mirror.registry: prefix path component "Mirror" must be lowercase'),
+    ]);
+    expect(problems(valid().replace('url: https', 'pinDigest: true\n    url: https'))).toEqual([
+      expect.stringContaining('repositories[0].pinDigest: needs mirror.mode "verify" or "copy"'),
+    ]);
+  });
+});
+
 describe('parseDuration', () => {
   it('reads units and whole milliseconds', () => {
     expect(parseDuration('200ms')).toBe(200);
