@@ -113,7 +113,7 @@ const mirrorSchema = z
     keep: int(0, 100_000).default(0),
     /** A registry request that sends or receives nothing for this long is abandoned and retried. */
     requestTimeout: duration.default(30_000),
-    /** The first and the longest wait between two looks for an image that is not there yet. */
+    /** The shortest and the longest wait between two looks for an image that is not there yet. */
     retryInitial: duration.default(1_000),
     retryMax: duration.default(60_000),
   })

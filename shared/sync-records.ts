@@ -79,7 +79,7 @@ export function createSyncRecords(db: Database) {
     retry: db.prepare(`UPDATE targets SET status = 'pending', attempts = attempts + 1, next_attempt_at = @retryAt, last_error_code = @code,
         last_error_message = @message, updated_at = @at
       WHERE id = @id AND generation = @generation`),
-    waiting: db.prepare(`UPDATE targets SET status = 'awaiting_mirror', attempts = attempts + 1, next_attempt_at = @retryAt,
+    waiting: db.prepare(`UPDATE targets SET status = 'awaiting_mirror', next_attempt_at = @retryAt,
         last_error_code = NULL, last_error_message = NULL, updated_at = @at
       WHERE id = @id AND generation = @generation`),
     mirrorTag: db.prepare(`INSERT INTO mirror_tags (repository, tag, digest, image, recorded_at) VALUES (@repository, @tag, @digest, @image, @at)

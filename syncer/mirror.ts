@@ -203,7 +203,10 @@ export function createMirror(deps: MirrorDeps): Mirror {
         if (at >= deadline) {
           outcome.results.push({ kind: 'failed', target: t, error: { code: 'MIRROR_TIMEOUT', message: o.timeoutMessage } });
         } else {
-          const wait = backoffMs(t.attempts + 1, { initialMs: settings.retryInitial, maxMs: settings.retryMax }, random);
+          // The wait grows with the time already waited (about doubling the look count's spacing) rather than
+          // with `attempts`, which stays the count of real failures and so drives their backoff alone.
+          const base = Math.min(settings.retryMax, Math.max(settings.retryInitial, at - t.requestedAt));
+          const wait = Math.round(base * (0.5 + random() / 2));
           outcome.results.push({ kind: 'waiting', target: t, message: o.message, retryAt: Math.min(at + wait, deadline) });
         }
       } else {

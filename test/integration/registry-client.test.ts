@@ -87,6 +87,15 @@ describe('copying an image between registries', () => {
     expect(await skopeoDigest(basic, 'mirror/second:2.0.0')).toBe(image.digest);
   });
 
+  it('uploads the blob when a mount is refused (the named repository does not hold it)', async () => {
+    const image = buildImage('2.1.0', 'mount refused', { single: true, platforms: ['linux/amd64'] });
+    await pushImage(image, anonymous, NAME, '2.1.0');
+    const result = await copyImage(clientFor(anonymous), NAME, clientFor(basic), 'mirror/unmounted', '2.1.0', image.digest, { mountSource: () => 'mirror/does-not-exist' });
+    expect(result).toMatchObject({ blobsCopied: 2, blobsMounted: 0 });
+    expect((await basic.requests()).filter((l) => l.includes('from=mirror%2Fdoes-not-exist') && l.endsWith(' 202'))).toHaveLength(2);
+    expect(await skopeoDigest(basic, 'mirror/unmounted:2.1.0')).toBe(image.digest);
+  });
+
   it('uploads in chunks when the registry asks for them', async () => {
     const image = buildImage('3.0.0', 'chunked', { single: true, platforms: ['linux/amd64'], layerBytes: 6 * 1024 * 1024 + 123 });
     await pushImage(image, anonymous, NAME, '3.0.0');
@@ -168,6 +177,19 @@ describe('what the client refuses and survives', () => {
     await r.stop();
     const down = await clientFor(r).headManifest(NAME, '5.0.0').catch((err: RegistryError) => err);
     expect(down).toMatchObject({ kind: 'unavailable', message: expect.stringContaining(r.host) });
+  });
+
+  it('abandons a request that makes no progress for the timeout, and says so', async () => {
+    const r = await registry('none');
+    const proxy = await startProxy(r, { intercept: () => true }); // takes the request, never answers
+    try {
+      const client = new RegistryClient({ host: proxy.host, insecure: true, timeoutMs: 150, attempts: 2, retryInitialMs: 10, retryMaxMs: 20 });
+      const error = await client.headManifest(NAME, '1.0.0').catch((err: RegistryError) => err);
+      expect(error).toMatchObject({ kind: 'unavailable', message: expect.stringContaining(`registry ${proxy.host} did not answer for manifest ${NAME}:1.0.0: no progress for 150 ms`) });
+      expect(proxy.seen).toHaveLength(2);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('follows a blob redirect to another origin without sending the credentials there', async () => {
