@@ -276,7 +276,7 @@ export class RegistryClient {
     for (let page = 0; page < 10_000; page++) {
       const res = await this.request({ method: 'GET', path, scopes: [`repository:${repository}:pull`], what: `tags of ${repository}`, ok: [200, 404] });
       if (res.status === 404) return tags;
-      const body = JSON.parse(res.body.toString('utf8')) as { tags?: unknown };
+      const body = this.json<{ tags?: unknown }>(res.body, `the tag list of ${repository}`);
       if (Array.isArray(body.tags)) tags.push(...body.tags.filter((t): t is string => typeof t === 'string'));
       const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '')?.[1];
       if (!next) return tags;
@@ -397,6 +397,17 @@ export class RegistryClient {
     this.checkUpload(hash.digest('hex'), seen, digest, size, what);
   }
 
+  /** A JSON object the registry sent, or a RegistryError saying it sent something else. */
+  private json<T>(body: Buffer, what: string): T {
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) return parsed as T;
+    } catch {
+      // Reported below.
+    }
+    throw new RegistryError('invalid', this.host, `registry ${this.host} sent ${what} that is not a JSON object`);
+  }
+
   private uploadLocation(res: Answer, what: string): URL {
     const location = res.headers.get('location');
     if (!location) throw new RegistryError('invalid', this.host, `registry ${this.host} started an upload of ${what} without a Location`);
@@ -496,7 +507,7 @@ export class RegistryClient {
       }
       const body = Buffer.from(await res.arrayBuffer());
       if (res.ok) {
-        const parsed = JSON.parse(body.toString('utf8')) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+        const parsed = this.json<{ token?: unknown; access_token?: unknown; expires_in?: unknown }>(body, `the answer of its token service (${url.origin})`);
         const token = typeof parsed.token === 'string' ? parsed.token : parsed.access_token;
         if (typeof token !== 'string' || !token) throw new RegistryError('invalid', this.host, `the token service of registry ${this.host} (${url.origin}) sent no token`);
         return { token, expiresIn: typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : undefined };
