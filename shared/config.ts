@@ -93,7 +93,7 @@ const registrySchema = z.strictObject({
   username: z.string().min(1, 'must not be empty').optional(),
   password: z.string().min(1, 'must not be empty').optional(),
   maxConcurrency: int(1, 64).default(8),
-  maxRequestsPerSecond: int(1, 10_000).default(100),
+  maxRequestsPerSecond: int(1, 10_000).default(200),
 });
 
 const mirrorSchema = z

@@ -60,7 +60,7 @@ export interface RegistryOptions {
   credentials?: Credentials;
   /** Requests in flight at once (default 8). */
   maxConcurrency?: number;
-  /** Requests started per second (default 100, with a burst of as many). */
+  /** Requests started per second (default 200, with a burst of as many). */
   maxRequestsPerSecond?: number;
   /** A request that sends or receives nothing for this long is aborted (default 30 s). */
   timeoutMs?: number;
@@ -182,7 +182,7 @@ export class RegistryClient {
     this.host = options.host;
     this.base = `${options.insecure ? 'http' : 'https'}://${apiHost(options.host)}/v2/`;
     this.credentials = options.credentials;
-    this.budget = createBudget(options.maxConcurrency ?? 8, options.maxRequestsPerSecond ?? 100);
+    this.budget = createBudget(options.maxConcurrency ?? 8, options.maxRequestsPerSecond ?? 200);
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.attempts = options.attempts ?? 4;
     this.retryInitialMs = options.retryInitialMs ?? 200;

@@ -20,8 +20,8 @@ export function createRegistries(config: Pick<Config, 'registries' | 'mirror'>):
           host: key,
           insecure: settings?.insecure ?? false,
           ...(settings?.username && settings.password ? { credentials: { username: settings.username, password: settings.password } } : {}),
-          maxConcurrency: settings?.maxConcurrency ?? 8,
-          maxRequestsPerSecond: settings?.maxRequestsPerSecond ?? 100,
+          // An unlisted registry gets the client's defaults, which are the configuration's.
+          ...(settings ? { maxConcurrency: settings.maxConcurrency, maxRequestsPerSecond: settings.maxRequestsPerSecond } : {}),
           timeoutMs: config.mirror.requestTimeout,
         });
         clients.set(key, client);

@@ -122,7 +122,7 @@ describe('registries and mirror', () => {
   it('defaults to no mirror and fills the registry defaults', () => {
     const config = parseConfig(valid('registries: [{ host: "gcr.io", username: u, password: "${PW}" }]'), '/etc/iu/config.yaml', { PW: 's3cret' });
     expect(config.mirror).toMatchObject({ mode: 'off', timeout: 1_800_000, keep: 0, requestTimeout: 30_000 });
-    expect(config.registries).toEqual([{ host: 'gcr.io', insecure: false, username: 'u', password: 's3cret', maxConcurrency: 8, maxRequestsPerSecond: 100 }]);
+    expect(config.registries).toEqual([{ host: 'gcr.io', insecure: false, username: 'u', password: 's3cret', maxConcurrency: 8, maxRequestsPerSecond: 200 }]);
     expect(config.repositories[0]!.pinDigest).toBe(false);
   });
 
