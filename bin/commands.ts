@@ -5,7 +5,9 @@ import { runServer } from '../server/main.ts';
 import { generateToken, hashToken } from '../server/auth.ts';
 import type { Config } from '../shared/config.ts';
 import { ConfigError, loadConfig } from '../shared/config-file.ts';
-import { createLogger, type Logger } from '../shared/log.ts';
+import { createLogger, redactUrl, type Logger } from '../shared/log.ts';
+import { setTargetSource } from '../shared/metrics.ts';
+import { startTracing, type Tracing } from '../shared/telemetry.ts';
 import { openStore, type Store } from '../shared/store.ts';
 import { createSyncRecords } from '../shared/sync-records.ts';
 import { createSyncLoop } from '../syncer/loop.ts';
@@ -81,6 +83,8 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
   }
   const store = openStoreOrReport(config, log);
   if (!store) return 1;
+  setTargetSource(store);
+  const tracing = await startTracingOrReport(log);
   const controller = new AbortController();
   const stop = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'signal received');
@@ -109,7 +113,10 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
       loop?.run(controller.signal),
     ]);
   } finally {
+    setTargetSource(undefined);
     await store.close();
+    // Spans still buffered are exported before the process ends.
+    await tracing?.shutdown();
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }
@@ -118,11 +125,21 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
   return code;
 }
 
+/** Starts exporting traces when the OTEL_* variables ask for it; says where they go. */
+async function startTracingOrReport(log: Logger): Promise<Tracing | undefined> {
+  const tracing = await startTracing(process.env, (reason) => log.warn({ reason }, 'could not export the last traces'));
+  if (tracing) {
+    log.info({ endpoint: redactUrl(process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '(default)'), protocol: process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf' }, 'exporting traces over OTLP');
+  }
+  return tracing;
+}
+
 /** `sync --once [--dry-run]`: one pass over every pending target; prints the diffs of a dry run. */
 async function syncOnce(config: Config, options: CommandOptions): Promise<number> {
   const log = createLogger(config.log.level);
   const store = openStoreOrReport(config, log);
   if (!store) return 1;
+  const tracing = await startTracingOrReport(log);
   try {
     const loop = createSyncLoop({ config, records: createSyncRecords(store.db), log });
     const results = await loop.once({ dryRun: options.dryRun ?? false });
@@ -146,6 +163,7 @@ async function syncOnce(config: Config, options: CommandOptions): Promise<number
     return failed > 0 ? 1 : 0;
   } finally {
     await store.close();
+    await tracing?.shutdown();
     log.flush();
   }
 }

@@ -1,8 +1,11 @@
 // createApp: the express application, built from its parts and never listening itself.
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import express, { type RequestHandler } from 'express';
 import type { Config } from '../shared/config.ts';
 import { ApiError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
+import { metrics, registry } from '../shared/metrics.ts';
+import { ATTR, tracer } from '../shared/telemetry.ts';
 import type { Store } from '../shared/store.ts';
 import type { Auth } from './auth.ts';
 import { errorHandler, methodNotAllowed, notFound } from './errors.ts';
@@ -43,23 +46,42 @@ const requireJson: RequestHandler = (req, _res, next) => {
   next();
 };
 
-/** One log line per request: refusals at info with their code, the rest at debug. */
-function requestLog(log: Logger): RequestHandler {
+/**
+ * Per request: a server span (continuing the caller's W3C trace context), the request
+ * metrics, and one log line (refusals at info with their code, the rest at debug).
+ */
+function observe(log: Logger): RequestHandler {
   return (req, res, next) => {
     const start = process.hrtime.bigint();
+    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const span = tracer.startSpan(req.method, { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.path } }, parent);
     res.on('finish', () => {
-      const fields = {
-        method: req.method,
-        path: req.path,
-        status: res.statusCode,
-        ms: Number(process.hrtime.bigint() - start) / 1e6,
-        code: res.locals.errorCode as string | undefined,
-        by: (res.locals.principal as { name?: string } | undefined)?.name,
-      };
-      if (res.statusCode >= 400) log.info(fields, 'request refused');
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      // The route as registered (`/v1/images/:id`), never the raw path: bounded label values.
+      const route = req.route ? `${req.baseUrl}${(req.route as { path: string }).path}` : 'unmatched';
+      const status = res.statusCode;
+      const code = res.locals.errorCode as string | undefined;
+      metrics.httpRequests.labels(route, req.method, String(status)).inc();
+      metrics.httpDuration.labels(route).observe(seconds);
+      if (span.isRecording()) {
+        span.updateName(`${req.method} ${route}`);
+        span.setAttributes({ 'http.route': route, 'http.response.status_code': status, ...(code ? { [ATTR.errorCode]: code } : {}) });
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+      const fields = { method: req.method, path: req.path, status, ms: seconds * 1000, code, by: (res.locals.principal as { name?: string } | undefined)?.name };
+      if (status >= 400) log.info(fields, 'request refused');
       else log.debug(fields, 'request served');
     });
-    next();
+    if (!span.isRecording()) {
+      next();
+      return;
+    }
+    // The body arrives through the request's events: bind them too, or the handler would run outside the span.
+    const active = trace.setSpan(parent, span);
+    context.bind(active, req);
+    context.bind(active, res);
+    context.with(active, next);
   };
 }
 
@@ -68,12 +90,16 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(requestLog(deps.log));
+  app.use(observe(deps.log));
 
   // Routes are registered flat on the app: every nested Router is one more pass per request.
   const health = healthRoutes(deps.store);
   app.get('/healthz', health.healthz);
   app.get('/readyz', health.readyz);
+  // Like the health checks, without a token: it holds counts and repository names, no secret.
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
 
   const images = imagesRoutes(deps);
   const auth = authenticate(deps.auth);

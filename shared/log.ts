@@ -4,6 +4,7 @@
 // by pino's path-based `redact`: wildcard paths cost ~10% of a request's CPU here,
 // serializers cost nothing unless their key is logged.
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { logTraceFields } from './telemetry.ts';
 
 export type { Logger };
 
@@ -45,6 +46,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       base: { service: 'image-updater' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Inside a span, every line carries its trace_id and span_id: from a log line to its trace and back.
+      mixin: logTraceFields,
       serializers: {
         err: serializeError,
         error: serializeError,

@@ -37,6 +37,8 @@ export function openStore(file: string, options: StoreOptions) {
     byId: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE id = ?`),
     events: db.prepare(`SELECT id, target_id AS targetId, at, type, tag, digest, message, details, trace_id AS traceId
       FROM events WHERE target_id = ? ORDER BY id`),
+    countsByStatus: db.prepare('SELECT status, count(*) AS count FROM targets GROUP BY status'),
+    oldestWaiting: db.prepare(`SELECT min(requested_at) FROM targets WHERE status IN ('pending', 'awaiting_mirror')`).pluck(),
     makeDue: db.prepare(`UPDATE targets SET next_attempt_at = @now
       WHERE status IN ('pending', 'awaiting_mirror') AND next_attempt_at > @now AND (@repository IS NULL OR repository = @repository)`),
   };
@@ -94,6 +96,16 @@ export function openStore(file: string, options: StoreOptions) {
         ...row,
         details: row.details ? (JSON.parse(row.details) as Record<string, unknown>) : null,
       }));
+    },
+
+    /** How many targets have each status (for the targets gauge). */
+    countsByStatus(): Array<{ status: string; count: number }> {
+      return q.countsByStatus.all() as Array<{ status: string; count: number }>;
+    },
+
+    /** When the oldest target still waiting to be synced was requested, or null when none waits. */
+    oldestWaitingRequestedAt(): number | null {
+      return (q.oldestWaiting.get() as number | null) ?? null;
     },
 
     /** True while the database answers and every known migration is applied. */

@@ -5,6 +5,9 @@
 import type { Config } from '../shared/config.ts';
 import { SyncError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
+import { ATTR, inSpan, linkTo, tracer } from '../shared/telemetry.ts';
+import type { Link } from '@opentelemetry/api';
 import type { DueTarget, SyncRecord, SyncRecords } from '../shared/sync-records.ts';
 import { createMarkerIndex } from './marker-index.ts';
 import { createMirror, type Mirror } from './mirror.ts';
@@ -55,8 +58,17 @@ export function createSyncLoop(deps: LoopDeps) {
   }
 
   function record(result: SyncRecord): void {
-    records.record(result);
+    const t0 = performance.now();
+    tracer.startActiveSpan('record', (span) => {
+      try {
+        records.record(result);
+      } finally {
+        span.end();
+        metrics.stepDuration.labels('record').observe((performance.now() - t0) / 1000);
+      }
+    });
     mirror?.afterSync(result);
+    count(result);
     for (const r of result.results) {
       const fields = { targetId: r.target.id, repository: result.repository, branch: result.branch, image: r.target.image, tag: r.target.desiredTag };
       if (r.kind === 'synced') log.info({ ...fields, commit: r.commit, committed: r.committed }, 'target synced');
@@ -66,8 +78,64 @@ export function createSyncLoop(deps: LoopDeps) {
     }
   }
 
-  /** Syncs one group and records it; a failure here is a bug, logged and retried later. */
-  async function syncGroup(repository: string, branch: string, targets: DueTarget[], signal: AbortSignal | undefined, options: SyncOptions): Promise<SyncRecord & { diff?: string }> {
+  /** The metrics of a recorded sync: outcomes, commits, lead times, and the last success. */
+  function count(result: SyncRecord): void {
+    const at = now();
+    for (const r of result.results) {
+      const result_ = r.kind === 'waiting' ? 'awaiting_mirror' : r.kind;
+      metrics.updates.labels(result_, r.kind === 'failed' || r.kind === 'retry' ? r.error.code : 'none').inc();
+      if (r.kind === 'synced' && r.committed) metrics.leadTime.observe(Math.max(0, at - r.target.requestedAt) / 1000);
+    }
+    for (const c of result.commits) metrics.commits.labels(c.mode).inc();
+    const ok = !result.results.some((r) => r.kind === 'retry');
+    metrics.syncs.labels(result.repository, ok ? 'ok' : 'failed').inc();
+    if (ok) metrics.lastSuccess.labels(result.repository, result.branch).set(at / 1000);
+  }
+
+  /**
+   * Syncs one group and records it, as one trace: a root span linked to the request spans
+   * of its targets, with the load of the targets (`loaded`: when it started and ended), every
+   * step, and the record as children. A failure here is a bug, logged and retried later.
+   */
+  function syncGroup(
+    repository: string,
+    branch: string,
+    targets: DueTarget[],
+    signal: AbortSignal | undefined,
+    options: SyncOptions,
+    loaded?: { start: number; end: number },
+  ): Promise<SyncRecord & { diff?: string }> {
+    const links = targets.flatMap((t): Link[] => {
+      const link = linkTo(t.requestTrace, { [ATTR.targetId]: t.id, [ATTR.image]: t.image, [ATTR.tag]: t.desiredTag });
+      return link ? [link] : [];
+    });
+    const attributes = {
+      [ATTR.repository]: repository,
+      [ATTR.branch]: branch,
+      [ATTR.targets]: targets.length,
+      [ATTR.images]: targets.map((t) => t.image),
+      [ATTR.tags]: targets.map((t) => t.desiredTag),
+      [ATTR.keywords]: [...new Set(targets.map((t) => t.keyword))],
+    };
+    return inSpan('sync', { attributes, links }, async (span) => {
+      if (loaded) tracer.startSpan('targets.load', { startTime: loaded.start, attributes: { [ATTR.targets]: targets.length } }).end(loaded.end);
+      const result = await syncGroupInSpan(repository, branch, targets, signal, options);
+      if (span.isRecording()) {
+        const codes = [...new Set(result.results.flatMap((r) => (r.kind === 'failed' || r.kind === 'retry' ? [r.error.code] : [])))];
+        span.setAttributes({
+          [ATTR.commits]: result.commits.map((c) => c.sha),
+          'image_updater.synced': result.results.filter((r) => r.kind === 'synced').length,
+          'image_updater.failed': result.results.filter((r) => r.kind === 'failed').length,
+          'image_updater.retry': result.results.filter((r) => r.kind === 'retry').length,
+          'image_updater.awaiting_mirror': result.results.filter((r) => r.kind === 'waiting').length,
+          ...(codes.length ? { [ATTR.errorCodes]: codes } : {}),
+        });
+      }
+      return result;
+    });
+  }
+
+  async function syncGroupInSpan(repository: string, branch: string, targets: DueTarget[], signal: AbortSignal | undefined, options: SyncOptions): Promise<SyncRecord & { diff?: string }> {
     const repo = repositories.get(repository);
     if (!repo) {
       const error = new SyncError('SYNC_FAILED', `repository "${repository}" is no longer configured; add it back or delete its targets`);
@@ -89,7 +157,10 @@ export function createSyncLoop(deps: LoopDeps) {
   function pass(signal: AbortSignal): number | null {
     let nextReady: number | null = null;
     const at = now();
-    for (const group of records.dueGroups(at)) {
+    const loadStart = performance.timeOrigin + performance.now();
+    const groups = records.dueGroups(at);
+    const loaded = { start: loadStart, end: performance.timeOrigin + performance.now() };
+    for (const group of groups) {
       const key = `${group.repository}\u0000${group.branch}`;
       if (busy.has(key) || running.size >= config.syncer.concurrency) continue;
       const requested = group.targets.map((t) => t.requestedAt);
@@ -99,7 +170,7 @@ export function createSyncLoop(deps: LoopDeps) {
         continue;
       }
       busy.add(key);
-      const job = syncGroup(group.repository, group.branch, group.targets, signal, {})
+      const job = syncGroup(group.repository, group.branch, group.targets, signal, {}, loaded)
         .then(
           // Requests may have arrived meanwhile, and groups may have waited for a free slot.
           () => true,
@@ -156,8 +227,11 @@ export function createSyncLoop(deps: LoopDeps) {
     /** One pass over every pending target, ignoring retry times; resolves with what each group produced. */
     async once(options: SyncOptions = {}): Promise<Array<SyncRecord & { diff?: string }>> {
       const results = [];
-      for (const group of records.dueGroups(Number.MAX_SAFE_INTEGER)) {
-        results.push(await syncGroup(group.repository, group.branch, group.targets, undefined, options));
+      const loadStart = performance.timeOrigin + performance.now();
+      const groups = records.dueGroups(Number.MAX_SAFE_INTEGER);
+      const loaded = { start: loadStart, end: performance.timeOrigin + performance.now() };
+      for (const group of groups) {
+        results.push(await syncGroup(group.repository, group.branch, group.targets, undefined, options, loaded));
       }
       await mirror?.idle();
       return results;

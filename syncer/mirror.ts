@@ -8,6 +8,7 @@ import type { Config } from '../shared/config.ts';
 import { SyncError, type SyncErrorCode } from '../shared/errors.ts';
 import { normalizeImageName } from '../shared/image-ref.ts';
 import type { Logger } from '../shared/log.ts';
+import { ATTR, inSpan, markError } from '../shared/telemetry.ts';
 import { RegistryError } from '../shared/registry/client.ts';
 import { copyImage, type CopyResult } from '../shared/registry/copy.ts';
 import { createRegistries, type Registries } from '../shared/registry/registries.ts';
@@ -144,13 +145,13 @@ export function createMirror(deps: MirrorDeps): Mirror {
       };
     }
     if (held || dryRun) return { kind: 'held', digest: origin.digest, ms: performance.now() - started };
-    const copied = await copyImage(source, where.sourcePath, mirror, where.repository, tag, origin.digest, {
+    const copied = await inSpan('registry.copy', { attributes: { [ATTR.registry]: where.sourceHost, [ATTR.digest]: origin.digest } }, () => copyImage(source, where.sourcePath, mirror, where.repository, tag, origin.digest, {
       mountSource: (digest) => blobHomes.get(digest),
       onBlob: (digest, repository) => {
         if (blobHomes.size >= BLOB_HOMES_MAX) blobHomes.delete(blobHomes.keys().next().value!);
         blobHomes.set(digest, repository);
       },
-    });
+    }));
     return { kind: 'held', digest: copied.digest, copied, ms: performance.now() - started };
   }
 
@@ -163,12 +164,20 @@ export function createMirror(deps: MirrorDeps): Mirror {
       while (next < keys.length) {
         const key = keys[next++]!;
         const t = targets.find((x) => keyOf(x) === key)!;
-        try {
-          outcomes.set(key, await confirmOne(t.image, t.desiredTag, t.desiredDigest, dryRun));
-        } catch (err) {
-          if (!(err instanceof RegistryError)) throw err;
-          outcomes.set(key, err);
-        }
+        const attributes = { [ATTR.image]: t.image, [ATTR.tag]: t.desiredTag, [ATTR.mode]: settings.mode, [ATTR.registry]: mirrorHost };
+        await inSpan('mirror.image', { attributes }, async (span) => {
+          try {
+            const o = await confirmOne(t.image, t.desiredTag, t.desiredDigest, dryRun);
+            outcomes.set(key, o);
+            span.setAttribute(ATTR.outcome, o.kind === 'held' ? (o.copied ? 'mirrored' : 'confirmed') : o.kind);
+            if (o.kind === 'held') span.setAttributes({ [ATTR.digest]: o.digest, ...(o.copied ? { [ATTR.bytes]: o.copied.bytes } : {}) });
+            if (o.kind === 'refused') markError(span, new Error(o.message), o.code);
+          } catch (err) {
+            if (!(err instanceof RegistryError)) throw err;
+            outcomes.set(key, err);
+            markError(span, err, REGISTRY_CODES[err.kind]);
+          }
+        });
       }
     };
     await Promise.all(Array.from({ length: Math.min(8, keys.length) }, worker));

@@ -8,6 +8,9 @@ import { backoffMs } from '../shared/backoff.ts';
 import type { Config, RepositoryConfig } from '../shared/config.ts';
 import { SyncError } from '../shared/errors.ts';
 import { redactText, type Logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
+import { ATTR, inSpan } from '../shared/telemetry.ts';
+import type { Attributes } from '@opentelemetry/api';
 import type { DueTarget, SyncRecord, TargetResult } from '../shared/sync-records.ts';
 import { commitMessage } from './commit-message.ts';
 import { findCandidates, listSearchable } from './find-markers.ts';
@@ -90,12 +93,19 @@ export async function syncRepository(
   // Time spent in each step, summed over retries and per-image commits: logged with the outcome.
   const stepMs: Record<string, number> = {};
   const searchModes: string[] = [];
-  async function step<T>(name: string, work: () => Promise<T> | T): Promise<T> {
+  /** One step: a span (with attributes from its result), its duration metric, and its time in the log line. */
+  async function step<T>(name: string, work: () => Promise<T> | T, describe?: (result: T) => Attributes): Promise<T> {
     const t0 = performance.now();
     try {
-      return await work();
+      return await inSpan(name, {}, async (span) => {
+        const result = await work();
+        if (describe && span.isRecording()) span.setAttributes(describe(result));
+        return result;
+      });
     } finally {
-      stepMs[name] = Math.round(((stepMs[name] ?? 0) + performance.now() - t0) * 10) / 10;
+      const ms = performance.now() - t0;
+      metrics.stepDuration.labels(name).observe(ms / 1000);
+      stepMs[name] = Math.round(((stepMs[name] ?? 0) + ms) * 10) / 10;
     }
   }
 
@@ -125,14 +135,27 @@ export async function syncRepository(
   });
 
   /** Steps 3–7 for a set of targets: prepare, search, plan, edit, validate, commit, push. */
-  async function attempt(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
-    const head = await step('git.prepare', () => wc.prepare({ clean: !ctx.cleaned?.has(wc.dir) }));
+  function attempt(set: DueTarget[], mode: 'batch' | 'single', n: number): Promise<Attempt> {
+    const attributes = { [ATTR.mode]: mode, [ATTR.attempt]: n, [ATTR.targets]: set.length, [ATTR.images]: set.map((t) => t.image), [ATTR.tags]: set.map((t) => t.desiredTag) };
+    return inSpan('sync.attempt', { attributes }, async (span) => {
+      const result = await attemptSteps(set, mode);
+      span.setAttribute(ATTR.outcome, result.kind === 'done' ? (result.commit ? 'committed' : 'nothing to commit') : result.kind);
+      if (result.kind === 'invalid') span.setAttribute(ATTR.errorCode, result.error.code);
+      if (result.kind === 'done' && result.commit) span.setAttribute(ATTR.commit, result.commit.sha);
+      return result;
+    });
+  }
+
+  async function attemptSteps(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
+    const head = await step('git.prepare', () => wc.prepare({ clean: !ctx.cleaned?.has(wc.dir) }), (sha) => ({ [ATTR.commit]: sha }));
     ctx.cleaned?.add(wc.dir);
     const root = realpathSync(wc.dir);
     const byId = new Map(set.map((t) => [t.id, t]));
     const keywords = [...new Set(set.map((t) => t.keyword))];
     const planTargets = set.map((t) => toPlanTarget(t, repo, ctx.mirror));
-    const found = await step('search', () =>
+    const found = await step(
+      'search',
+      () =>
       ctx.markerIndex
         ? ctx.markerIndex.find(wc.dir, head, repo.include, keywords, {
             find: (kws, paths) => findCandidates(wc.dir, kws, repo.include, ctx.signal, paths),
@@ -140,6 +163,7 @@ export async function syncRepository(
             changes: (from, to) => wc.changes(from, to),
           })
         : findCandidates(wc.dir, keywords, repo.include, ctx.signal).then((candidates) => ({ candidates, mode: 'full' as const })),
+      (r) => ({ [ATTR.keywords]: keywords, 'image_updater.search_mode': r.mode, 'image_updater.candidates': r.candidates.length }),
     );
     searchModes.push(found.mode);
     const candidates = relevantCandidates(found.candidates, planTargets);
@@ -148,7 +172,10 @@ export async function syncRepository(
       for (const p of new Set(candidates.map((c) => c.path))) read.set(p, readFileSync(safePath(wc.dir, root, p), 'latin1'));
       return read;
     });
-    const plan = await step('plan', () => planEdits(files, candidates, planTargets));
+    const plan = await step('plan', () => planEdits(files, candidates, planTargets), (p) => ({
+      [ATTR.filesChanged]: p.files.size,
+      'image_updater.targets_changing': p.targets.filter((t) => t.outcome === 'change').length,
+    }));
 
     const results: TargetResult[] = [];
     const changing: TargetPlan[] = [];
@@ -186,8 +213,8 @@ export async function syncRepository(
     }
 
     const message = commitMessage(changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })));
-    const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message));
-    const pushed = await step('git.push', () => wc.push());
+    const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message), (c) => ({ [ATTR.commit]: c, [ATTR.filesChanged]: edited.length }));
+    const pushed = await step('git.push', () => wc.push(), (p) => ({ [ATTR.commit]: sha, [ATTR.outcome]: p.ok ? 'pushed' : 'rejected' }));
     if (!pushed.ok) {
       log.info({ repository: repo.name, branch, mode, reason: pushed.reason }, 'push rejected: refetching');
       return { kind: 'rejected', reason: pushed.reason, results, changing: changingTargets };
@@ -203,9 +230,12 @@ export async function syncRepository(
   async function land(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
     let last: Attempt | undefined;
     for (let n = 1; n <= config.syncer.pushAttempts; n++) {
-      last = await attempt(set, mode);
+      last = await attempt(set, mode, n);
       if (last.kind !== 'rejected') return last;
-      if (n < config.syncer.pushAttempts) await new Promise((r) => setTimeout(r, backoffMs(n, { initialMs: 100, maxMs: 2000 }, random)));
+      if (n < config.syncer.pushAttempts) {
+        metrics.pushRetries.labels(repo.name).inc();
+        await new Promise((r) => setTimeout(r, backoffMs(n, { initialMs: 100, maxMs: 2000 }, random)));
+      }
     }
     return last!;
   }

@@ -7,6 +7,7 @@ import { globsToRegex } from '../../shared/glob.ts';
 import { normalizeImageName } from '../../shared/image-ref.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Store, UpdateRequest } from '../../shared/store.ts';
+import { activeTraceparent } from '../../shared/telemetry.ts';
 import { deniedField, readScope, type Principal } from '../auth.ts';
 import { presentEvent, presentTarget } from '../present.ts';
 import { parseId, parseImagesBody, parseListQuery, quote, type UpdateInput } from '../schemas.ts';
@@ -115,7 +116,8 @@ export function imagesRoutes({ config, store, log, onRecorded }: ImagesDeps) {
       requestedBy: principal.name,
       at: Date.now(),
       batchId: batch ? randomUUID() : null,
-      traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : null,
+      // Our span of this request when tracing (a child of the caller's), else the caller's context as sent.
+      traceparent: activeTraceparent() ?? (traceparent && TRACEPARENT.test(traceparent) ? traceparent : null),
     };
     const results = await store.recordUpdates(unique, meta);
     for (const { change, target } of results) {

@@ -5,6 +5,7 @@
 // another origin, retries 429/5xx with backoff, and times out when stalled.
 import { createHash } from 'node:crypto';
 import { backoffMs } from '../backoff.ts';
+import { metrics } from '../metrics.ts';
 import { basicHeader, createTokenCache, mergeScopes, parseChallenges, scopeKey, type Credentials } from './auth.ts';
 import { createBudget, type Budget } from './budget.ts';
 
@@ -135,6 +136,13 @@ function registryReason(body: Buffer): string {
     // Not the registry's JSON: say nothing rather than echo an HTML page.
   }
   return '';
+}
+
+/** The operation a request is, for the registry requests metric: `manifest_head`, `blob_get`, `upload_put`, `tags_get`. */
+function operationOf(method: string, url: URL): string {
+  const path = url.pathname;
+  const kind = path.includes('/blobs/uploads/') ? 'upload' : path.includes('/manifests/') ? 'manifest' : path.includes('/blobs/') ? 'blob' : path.endsWith('/tags/list') ? 'tags' : 'other';
+  return `${kind}_${method.toLowerCase()}`;
 }
 
 /** A stream that calls `tick` on every chunk and `end` when it is done or cancelled. */
@@ -556,13 +564,21 @@ export class RegistryClient {
         const authorization = url.origin === origin ? this.authorization(spec.scopes) : undefined;
         if (authorization) headers.authorization = authorization;
         if (hop === 0) sentAuthorization = authorization;
-        const res = await this.fetch(url, {
-          method,
-          headers,
-          redirect: 'manual',
-          signal: controller.signal,
-          ...(body === undefined ? {} : { body, duplex: 'half' }),
-        } as RequestInit);
+        const operation = operationOf(method, url);
+        let res: Response;
+        try {
+          res = await this.fetch(url, {
+            method,
+            headers,
+            redirect: 'manual',
+            signal: controller.signal,
+            ...(body === undefined ? {} : { body, duplex: 'half' }),
+          } as RequestInit);
+        } catch (err) {
+          metrics.registryRequests.labels(this.host, operation, 'error').inc();
+          throw err;
+        }
+        metrics.registryRequests.labels(this.host, operation, String(res.status)).inc();
         const location = res.headers.get('location');
         if (REDIRECTS.has(res.status) && location && hop < MAX_REDIRECTS && (method === 'GET' || method === 'HEAD')) {
           await res.body?.cancel();

@@ -74,6 +74,8 @@ ${tokensYaml({ gitopsOnly: true })}`;
     store,
     loop,
     logs,
+    /** The logger the syncer writes `logs` with. */
+    logger: log,
     request,
     /** Records updates as one request (one batch), like POST /v1/images. */
     async want(...updates: UpdateRequest[]) {
