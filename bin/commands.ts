@@ -2,6 +2,7 @@
 // and the tests start the service exactly as an operator does.
 import type { AddressInfo } from 'node:net';
 import { runServer } from '../server/main.ts';
+import { runMetricsServer } from '../server/metrics-server.ts';
 import { generateToken, hashToken } from '../server/auth.ts';
 import type { Config } from '../shared/config.ts';
 import { ConfigError, loadConfig } from '../shared/config-file.ts';
@@ -109,7 +110,13 @@ async function serve(config: Config, options: CommandOptions, roles: { server: b
             code = 1;
             controller.abort();
           })
-        : undefined,
+        : roles.syncer && config.syncer.metricsPort !== undefined
+          ? runMetricsServer({ host: config.server.host, port: config.syncer.metricsPort, log, signal: controller.signal }).catch((err: NodeJS.ErrnoException) => {
+              log.fatal({ host: config.server.host, port: config.syncer.metricsPort, code: err.code }, `cannot listen: ${err.message}`);
+              code = 1;
+              controller.abort();
+            })
+          : undefined,
       loop?.run(controller.signal),
     ]);
   } finally {

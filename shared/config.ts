@@ -173,6 +173,8 @@ export const configSchema = z.strictObject({
       validateTimeout: duration.default(60_000),
       retryInitial: duration.default(5_000),
       retryMax: duration.default(600_000),
+      /** `image-updater syncer` alone: serve /metrics and /healthz on server.host and this port (0: any free port). */
+      metricsPort: int(0, 65535).optional(),
       author: z
         .strictObject({ name: z.string().min(1).default('image-updater'), email: z.string().min(3).default('image-updater@localhost') })
         .prefault({}),

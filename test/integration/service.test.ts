@@ -18,8 +18,8 @@ afterAll(async () => {
   await server.close();
 });
 
-async function start(configFile: string, command = 'serve'): Promise<Service> {
-  const s = await startService(configFile, command, { GIT_PASSWORD });
+async function start(configFile: string, command = 'serve', readyMessage?: string): Promise<Service> {
+  const s = await startService(configFile, command, { GIT_PASSWORD }, readyMessage);
   running.push(s);
   return s;
 }
@@ -92,12 +92,17 @@ describe('image-updater serve', () => {
   });
 
   it('runs as separate server and syncer processes sharing one database', async () => {
-    const f = syncFixture(server, { files, syncer: { pollInterval: '200ms' } });
+    const f = syncFixture(server, { files, syncer: { pollInterval: '200ms', metricsPort: '0' } });
     const api = await start(f.configFile, 'server');
-    await start(f.configFile, 'syncer');
+    const syncer = await start(f.configFile, 'syncer', 'metrics listening');
     const res = await post(api.url, update('gcr.io/acme/web', '3.0'));
     const { target } = (await res.json()) as { target: { id: number } };
     await waitForStatus(api.url, target.id, 'synced');
     expect(f.show('apps/web.yaml')).toBe(`image: gcr.io/acme/web:3.0 # ${KEYWORD}\n`);
+    // Each process serves its own metrics: requests from the server, sync outcomes from the syncer.
+    expect(await (await fetch(`${api.url}/metrics`)).text()).toMatch(/image_updater_http_requests_total\{route="\/v1\/images",method="POST",status="202"\} 1/);
+    const synced = await (await fetch(`${syncer.url}/metrics`)).text();
+    expect(synced).toContain('image_updater_updates_total{result="synced",code="none"} 1');
+    expect((await fetch(`${syncer.url}/v1/images`)).status).toBe(404);
   });
 });
