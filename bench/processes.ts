@@ -8,13 +8,13 @@ import path from 'node:path';
  * Spawns a program, logging to `logFile`, and resolves with the port it logs as listening.
  * A `.ts` entry with a shebang (bin/image-updater.ts) runs as shipped, with its Node flags.
  */
-export async function spawnListening(args: string[], logFile: string): Promise<{ child: ChildProcess; port: number }> {
+export async function spawnListening(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
   const out = openSync(logFile, 'w');
   const [program, ...rest] = args;
   const executable = program!.endsWith('bin/image-updater.ts');
   const child = executable
-    ? spawn(program!, rest, { stdio: ['ignore', out, out], env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` } })
-    : spawn(process.execPath, args, { stdio: ['ignore', out, out] });
+    ? spawn(program!, rest, { stdio: ['ignore', out, out], env: { ...process.env, ...env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}` } })
+    : spawn(process.execPath, args, { stdio: ['ignore', out, out], env: { ...process.env, ...env } });
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${path.basename(args[0]!)} exited:\n${readFileSync(logFile, 'utf8')}`);

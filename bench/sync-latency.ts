@@ -4,6 +4,8 @@
 // commit and push done by plain git commands.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,14 +75,14 @@ export async function benchSyncLatency(): Promise<boolean> {
   const commits = () => Number(git(bare, 'rev-list', '--count', 'main').trim());
   let tagSeq = 0;
 
-  async function startService(quietWindow: string) {
-    const config = path.join(dir, `config-${quietWindow}.yaml`);
+  async function startService(quietWindow: string, name = quietWindow, env: NodeJS.ProcessEnv = {}) {
+    const config = path.join(dir, `config-${name}.yaml`);
     writeFileSync(
       config,
       `server: { host: 127.0.0.1, port: 0, maxBodyBytes: 1048576 }
-database: { path: ${path.join(dir, `db-${quietWindow}.sqlite`)} }
+database: { path: ${path.join(dir, `db-${name}.sqlite`)} }
 log: { level: info }
-syncer: { workDir: ${path.join(dir, `work-${quietWindow}`)}, quietWindow: ${quietWindow} }
+syncer: { workDir: ${path.join(dir, `work-${name}`)}, quietWindow: ${quietWindow} }
 repositories:
   - name: gitops
     url: ${server.url('bench')}
@@ -94,7 +96,7 @@ tokens:
 `,
     );
     process.env.GIT_PASSWORD = GIT_PASSWORD;
-    return spawnListening([path.join(ROOT, 'bin/image-updater.ts'), 'serve', '--config', config], path.join(dir, `serve-${quietWindow}.log`));
+    return spawnListening([path.join(ROOT, 'bin/image-updater.ts'), 'serve', '--config', config], path.join(dir, `serve-${name}.log`), env);
   }
 
   /** Sends one release of `batch` images (requests of at most 500) and resolves when the remote has its commit. */
@@ -156,6 +158,42 @@ tokens:
     { name: 'batch of 1000 (2 requests), default window', batch: 1000, quietWindow: '200ms' },
   ];
   const rows: Array<{ name: string; p50: number; p95: number; floor50: number; commitsPerRelease: number }> = [];
+  let tracing = { off: 0, on: 0, spans: 0 };
+
+  /**
+   * Single-image latency with traces exported over OTLP (http/protobuf, batched, to a local
+   * receiver) beside the same service without tracing, releases alternating between the two.
+   */
+  async function compareTracing(): Promise<typeof tracing> {
+    let spans = 0;
+    const receiver = http.createServer((req, res) => {
+      req.on('data', () => {});
+      req.on('end', () => {
+        spans++;
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const otlp = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    const off = await startService('0', 'tracing-off');
+    const on = await startService('0', 'tracing-on', { OTEL_EXPORTER_OTLP_ENDPOINT: otlp });
+    try {
+      await release(off.port, 1);
+      await release(on.port, 1);
+      const offMs: number[] = [];
+      const onMs: number[] = [];
+      for (let r = 0; r < RUNS * 2; r++) {
+        offMs.push(await release(off.port, 1));
+        onMs.push(await release(on.port, 1));
+      }
+      await stop(on.child); // flushes its last spans
+      return { off: percentile(offMs, 50), on: percentile(onMs, 50), spans };
+    } finally {
+      await stop(off.child);
+      await stop(on.child);
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  }
   let peakRss = 0;
   try {
     for (const quietWindow of ['0', '200ms']) {
@@ -177,6 +215,7 @@ tokens:
         await stop(service.child);
       }
     }
+    tracing = await compareTracing();
   } finally {
     await server.close();
   }
@@ -189,6 +228,10 @@ tokens:
     );
   }
   console.log(`Peak RSS of the service (server + syncer): ${peakRss.toFixed(0)} MB`);
+  const overhead = tracing.on / tracing.off - 1;
+  console.log(
+    `Single image with tracing exported over OTLP: p50 ${tracing.on.toFixed(0)} ms, without: ${tracing.off.toFixed(0)} ms (${RUNS * 2} releases each, alternating; ${tracing.spans} OTLP export requests received): overhead ${(overhead * 100).toFixed(1)}%`,
+  );
   const single = rows[0]!;
   const big = rows[3]!;
   const checks = [
@@ -197,6 +240,7 @@ tokens:
     ['batch of 1000 images p50 under 3 s', big.p50 < 3000, `${big.p50.toFixed(0)} ms`],
     ['every release exactly one commit', rows.every((r) => r.commitsPerRelease === 1), rows.map((r) => r.commitsPerRelease).join(', ')],
     ['service peak RSS under 200 MB', peakRss < 200, `${peakRss.toFixed(0)} MB`],
+    ['tracing overhead on a single image under 5%', overhead < 0.05 && tracing.spans > 0, `${(overhead * 100).toFixed(1)}%`],
   ] as const;
   for (const [name, ok, value] of checks) console.log(`${ok ? 'PASS' : 'MISS'}  ${name}: ${value}`);
   return checks.every(([, ok]) => ok);
