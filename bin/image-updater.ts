@@ -8,6 +8,7 @@
 // For far larger releases, start it with `node --max-old-space-size=512 bin/image-updater.ts …`.
 import { parseArgs } from 'node:util';
 import { runCommand } from './commands.ts';
+import { notify } from './notify.ts';
 
 const USAGE = `usage: image-updater <command> [--config FILE]
 
@@ -19,6 +20,7 @@ commands:
   migrate        apply database migrations, then exit
   check          validate the configuration, then exit
   token          print a new random token and the config entry holding its hash
+  notify         for CI: send a desired tag to the server (see "image-updater notify --help")
 
 options:
   -c, --config FILE   configuration file (default: $IMAGE_UPDATER_CONFIG)
@@ -29,6 +31,10 @@ options:
 `;
 
 function main(): Promise<number> {
+  // notify is a client with flags of its own and no configuration file.
+  if (process.argv[2] === 'notify') {
+    return notify(process.argv.slice(3), process.env, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
+  }
   let parsed;
   try {
     parsed = parseArgs({

@@ -34,7 +34,9 @@ export function syncFixture(server: GitServer, options: SyncFixtureOptions) {
   const dir = tempDir('iu-sync-');
   const name = `gitops-${path.basename(dir)}`;
   const bare = createRepository(server, name, options.files);
-  const text = `database: { path: ${path.join(dir, 'db.sqlite')} }
+  // Port 0: a service started on this configuration listens on a free port, never a fixed one.
+  const text = `server: { port: 0 }
+database: { path: ${path.join(dir, 'db.sqlite')} }
 log: { level: debug }
 syncer:
 ${Object.entries({ workDir: path.join(dir, 'work'), quietWindow: '0', retryInitial: '10ms', retryMax: '50ms', ...options.syncer })
