@@ -35,6 +35,18 @@ const globs = z.array(z.string().min(1, 'must not be empty')).min(1, 'must list 
 
 export const DEFAULT_INCLUDE = ['*.yaml', '*.yml', '*.jsonnet', '*.libsonnet'];
 
+export const TEMPLATE_VARIABLES = ['summary', 'count', 'keywords', 'repository', 'branch', 'images', 'changes'] as const;
+export const DEFAULT_SUBJECT = 'Update {{summary}} ({{keywords}})';
+export const DEFAULT_BODY = '{{changes}}';
+
+function templateCheck(value: string, ctx: z.RefinementCtx): void {
+  for (const m of value.matchAll(/\{\{\s*([^}]*?)\s*\}\}/g)) {
+    if (!(TEMPLATE_VARIABLES as readonly string[]).includes(m[1]!)) {
+      ctx.addIssue({ code: 'custom', message: `has an unknown variable {{${m[1]}}}; known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(', ')}` });
+    }
+  }
+}
+
 const repositorySchema = z.strictObject({
   name: z
     .string()
@@ -46,6 +58,23 @@ const repositorySchema = z.strictObject({
   include: globs.default(DEFAULT_INCLUDE),
   /** A command run in the working copy after the edit, e.g. ["kustomize", "build", "clusters/prod"]. */
   validate: z.array(z.string().min(1)).min(1, 'must name a command').optional(),
+  /** Sign commits with an ssh key: a file (a mounted secret) or the private key itself (from `${ENV}`). */
+  signing: z
+    .strictObject({
+      sshKeyFile: z.string().min(1, 'must not be empty').optional(),
+      sshKey: z
+        .string()
+        .refine((k) => /-----BEGIN OPENSSH PRIVATE KEY-----/.test(k), 'must be an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----), usually from ${ENV}')
+        .optional(),
+    })
+    .optional(),
+  /** The commit message: `{{variables}}` as listed in the README. */
+  commitMessage: z
+    .strictObject({
+      subject: z.string().min(1, 'must not be empty').superRefine(templateCheck).default(DEFAULT_SUBJECT),
+      body: z.string().superRefine(templateCheck).default(DEFAULT_BODY),
+    })
+    .prefault({}),
   /** Write `image:tag@digest` with the digest the mirror confirmed (needs mirror.mode verify or copy). */
   pinDigest: z.boolean().default(false),
   auth: z
@@ -241,6 +270,10 @@ export function crossFieldProblems(raw: unknown): Problem[] {
     problems.push({ path: ['mirror', 'registry'], kind: 'invalid', message: `is required when mirror.mode is "${String(mirror.mode)}": the registry next to the cluster, host[:port][/prefix]` });
   }
   for (const [i, repository] of entries(raw, 'repositories')) {
+    const signing = isRecord(repository.signing) ? repository.signing : undefined;
+    if (signing && (signing.sshKeyFile === undefined) === (signing.sshKey === undefined)) {
+      problems.push({ path: ['repositories', i, 'signing'], kind: 'invalid', message: 'must give exactly one of sshKeyFile and sshKey' });
+    }
     if (repository.pinDigest === true && !mirrorOn) {
       problems.push({ path: ['repositories', i, 'pinDigest'], kind: 'invalid', message: 'needs mirror.mode "verify" or "copy": the pinned digest is the one the mirror confirmed' });
     }

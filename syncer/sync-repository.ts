@@ -2,7 +2,7 @@
 // ripgrep call, the plan, edit and validate, one commit and push with retries
 // on rejection, and one commit per image when the batch cannot land. The
 // caller records the returned outcomes in one transaction (step 9).
-import { lstatSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { backoffMs } from '../shared/backoff.ts';
 import type { Config, RepositoryConfig } from '../shared/config.ts';
@@ -59,6 +59,23 @@ function safePath(dir: string, root: string, relative: string): string {
     throw new SyncError('UNSAFE_PATH', `${relative} is not a regular file inside the repository (symbolic links are never followed)`);
   }
   return full;
+}
+
+/**
+ * The ssh key commits are signed with: the configured file, or the configured key written
+ * (owner-only) into our git HOME, outside every working copy, so no commit or log can carry it.
+ */
+function signingKeyFile(repo: RepositoryConfig, workDir: string): string | undefined {
+  if (repo.signing?.sshKeyFile) return repo.signing.sshKeyFile;
+  if (!repo.signing?.sshKey) return undefined;
+  const dir = path.join(workDir, '.home', 'signing');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const file = path.join(dir, `${repo.name}.key`);
+  const key = repo.signing.sshKey.endsWith('\n') ? repo.signing.sshKey : `${repo.signing.sshKey}\n`;
+  writeFileSync(file, key, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return file;
 }
 
 function toPlanTarget(t: DueTarget, repo: RepositoryConfig, mirror: SyncContext['mirror']): PlanTarget {
@@ -130,6 +147,7 @@ export async function syncRepository(
     homeDir: path.join(config.syncer.workDir, '.home'),
     author: config.syncer.author,
     auth: repo.auth,
+    signingKeyFile: signingKeyFile(repo, config.syncer.workDir),
     timeoutMs: config.syncer.gitTimeout,
     signal: ctx.signal,
   });
@@ -212,7 +230,11 @@ export async function syncRepository(
       return { kind: 'done', results, diff: await wc.diff() };
     }
 
-    const message = commitMessage(changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })));
+    const message = commitMessage(
+      changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword })),
+      repo.commitMessage,
+      { repository: repo.name, branch },
+    );
     const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message), (c) => ({ [ATTR.commit]: c, [ATTR.filesChanged]: edited.length }));
     const pushed = await step('git.push', () => wc.push(), (p) => ({ [ATTR.commit]: sha, [ATTR.outcome]: p.ok ? 'pushed' : 'rejected' }));
     if (!pushed.ok) {

@@ -34,6 +34,8 @@ export interface WorkingCopyOptions {
   homeDir: string;
   author: { name: string; email: string };
   auth?: GitAuth | undefined;
+  /** Sign every commit with this ssh private key (git's `gpg.format=ssh`). */
+  signingKeyFile?: string | undefined;
   /** Inactivity timeout for one git command. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
@@ -73,6 +75,10 @@ function gitEnvironment(options: WorkingCopyOptions): Record<string, string> {
     env.GIT_SSH_COMMAND = parts.join(' ');
   } else {
     env.GIT_SSH_COMMAND = 'ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new';
+  }
+  if (options.signingKeyFile) {
+    // Given to git as command-line configuration: it overrides the working copy's commit.gpgsign=false.
+    config.push(['gpg.format', 'ssh'], ['user.signingkey', options.signingKeyFile], ['commit.gpgsign', 'true']);
   }
   env.GIT_CONFIG_COUNT = String(config.length);
   config.forEach(([key, value], i) => {

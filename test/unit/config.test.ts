@@ -150,6 +150,22 @@ mirror: { mode: copy, keep: -1 }`).replace('url: https', 'pinDigest: true\n    u
   });
 });
 
+describe('commit message and signing', () => {
+  it('refuses unknown template variables and a signing section without exactly one key', () => {
+    const found = problems(
+      valid().replace('url: https', 'commitMessage: { subject: "Deploy {{tag}}", body: "{{changes}} {{ oops }}" }\n    signing: {}\n    url: https'),
+    );
+    expect(found).toEqual([
+      expect.stringContaining('repositories[0].commitMessage.subject: has an unknown variable {{tag}}; known: {{summary}}, {{count}}'),
+      expect.stringContaining('repositories[0].commitMessage.body: has an unknown variable {{oops}}'),
+      expect.stringContaining('repositories[0].signing: must give exactly one of sshKeyFile and sshKey'),
+    ]);
+    expect(problems(valid().replace('url: https', 'signing: { sshKey: "not a key" }\n    url: https'))).toEqual([
+      expect.stringContaining('repositories[0].signing.sshKey: must be an OpenSSH private key'),
+    ]);
+  });
+});
+
 describe('parseDuration', () => {
   it('reads units and whole milliseconds', () => {
     expect(parseDuration('200ms')).toBe(200);
