@@ -108,7 +108,7 @@ tokens: [{ name: ci, sha256: "${'a'.repeat(64)}", repositories: ["*"], images: [
       const step = createMirror({ config, records: createSyncRecords(store.db), log, now: Date.now });
       const target: DueTarget = {
         id: 1, generation: 1, repository: 'gitops', branch: 'main', image: `${source.host}/acme/app`, keyword: 'k',
-        desiredTag: '1.0.0', desiredDigest: null, attempts: 0, requestedAt: Date.now(), requestTrace: null, status: 'pending',
+        desiredTag: '1.0.0', desiredDigest: null, attempts: 0, requestedAt: Date.now(), requestTrace: null, status: 'pending', proposalUrl: null,
       };
       // The first call copies the image (copy mode) and fetches tokens; a running syncer has done both long before.
       const first = await step.confirm([target]);

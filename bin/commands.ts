@@ -154,7 +154,7 @@ async function syncOnce(config: Config, options: CommandOptions): Promise<number
     for (const r of results) {
       if (r.diff) process.stdout.write(r.diff);
       for (const t of r.results) {
-        if (t.kind !== 'synced') failed++;
+        if (t.kind !== 'synced' && t.kind !== 'proposed') failed++;
         const what =
           t.kind === 'synced'
             ? t.committed
@@ -162,7 +162,9 @@ async function syncOnce(config: Config, options: CommandOptions): Promise<number
               : 'already at tag'
             : t.kind === 'waiting'
               ? `awaiting mirror: ${t.message}`
-              : `${t.kind === 'retry' ? 'will retry' : 'failed'}: ${t.error.code}: ${t.error.message}`;
+              : t.kind === 'proposed'
+                ? `proposed in ${t.url}`
+                : `${t.kind === 'retry' ? 'will retry' : 'failed'}: ${t.error.code}: ${t.error.message}`;
         process.stderr.write(`${r.repository}@${r.branch} ${t.target.image}:${t.target.desiredTag} (${t.target.keyword}): ${options.dryRun && t.kind === 'synced' ? 'would be synced' : what}\n`);
       }
     }

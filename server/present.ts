@@ -17,8 +17,9 @@ export function presentTarget(t: Target) {
       t.appliedTag === null
         ? null
         : { tag: t.appliedTag, digest: t.appliedDigest, commit: t.appliedCommit, at: iso(t.appliedAt) },
+    proposal: t.proposalUrl === null ? null : { number: t.proposalNumber, url: t.proposalUrl },
     attempts: t.attempts,
-    nextAttemptAt: t.status === 'synced' || t.status === 'failed' ? null : iso(t.nextAttemptAt),
+    nextAttemptAt: t.status === 'pending' || t.status === 'awaiting_mirror' ? iso(t.nextAttemptAt) : null,
     lastError: t.lastErrorCode === null ? null : { code: t.lastErrorCode, message: t.lastErrorMessage },
     createdAt: iso(t.createdAt),
     updatedAt: iso(t.updatedAt),

@@ -75,6 +75,32 @@ const repositorySchema = z.strictObject({
       body: z.string().superRefine(templateCheck).default(DEFAULT_BODY),
     })
     .prefault({}),
+  /** How changes reach the branch: a pushed commit, or a pull request a person merges. */
+  writeBack: z.enum(['commit', 'pull-request']).default('commit'),
+  pullRequest: z
+    .strictObject({
+      /** The branch of ours the changes are force-pushed to; `{{branch}}` is the target branch. */
+      branch: z
+        .string()
+        .default('image-updater/{{branch}}')
+        .superRefine((value, ctx) => {
+          const problem = branchProblem(value.replaceAll('{{branch}}', 'main'));
+          if (problem) ctx.addIssue({ code: 'custom', message: `is not a valid branch name: ${problem}` });
+        }),
+      github: z.strictObject({
+        /** https://api.github.com, or GitHub Enterprise's https://HOST/api/v3. */
+        apiUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://api.github.com'),
+        token: z.string().min(1, 'must not be empty'),
+        /** owner/name on GitHub; by default read from the repository URL. */
+        repository: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name').optional(),
+      }),
+      labels: z.array(z.string().min(1)).default([]),
+      reviewers: z.array(z.string().min(1)).default([]),
+      teamReviewers: z.array(z.string().min(1)).default([]),
+      /** How often an open pull request is looked at, to notice a merge or a close. */
+      pollInterval: duration.default(30_000),
+    })
+    .optional(),
   /** Write `image:tag@digest` with the digest the mirror confirmed (needs mirror.mode verify or copy). */
   pinDigest: z.boolean().default(false),
   auth: z
@@ -223,6 +249,7 @@ export type RepositoryConfig = Config['repositories'][number];
 export type TokenConfig = Config['tokens'][number];
 export type RegistryConfig = Config['registries'][number];
 export type MirrorConfig = Config['mirror'];
+export type PullRequestConfig = NonNullable<RepositoryConfig['pullRequest']>;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -246,6 +273,12 @@ function duplicates(raw: unknown, list: string, field: string, what: string): Pr
     else problems.push({ path: [list, i, field], kind: 'invalid', message: `${what} is already used by ${list}[${first}]` });
   }
   return problems;
+}
+
+/** `owner/name` from a GitHub-style URL (`https://host/owner/name.git`, `git@host:owner/name.git`), if it is one. */
+export function githubRepository(url: string): string | undefined {
+  const m = /^(?:https?:\/\/[^/]+\/|ssh:\/\/[^/]+\/|[^@/\s]+@[^:/\s]+:)([A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+?)(?:\.git)?\/?$/.exec(url);
+  return m?.[1];
 }
 
 /**
@@ -273,6 +306,16 @@ export function crossFieldProblems(raw: unknown): Problem[] {
     const signing = isRecord(repository.signing) ? repository.signing : undefined;
     if (signing && (signing.sshKeyFile === undefined) === (signing.sshKey === undefined)) {
       problems.push({ path: ['repositories', i, 'signing'], kind: 'invalid', message: 'must give exactly one of sshKeyFile and sshKey' });
+    }
+    if (repository.writeBack === 'pull-request') {
+      if (!isRecord(repository.pullRequest)) {
+        problems.push({ path: ['repositories', i, 'pullRequest'], kind: 'invalid', message: 'is required with writeBack "pull-request": at least github.token' });
+      } else {
+        const github = isRecord(repository.pullRequest.github) ? repository.pullRequest.github : {};
+        if (github.repository === undefined && typeof repository.url === 'string' && !githubRepository(repository.url)) {
+          problems.push({ path: ['repositories', i, 'pullRequest', 'github', 'repository'], kind: 'invalid', message: 'is required: owner/name cannot be read from the repository URL' });
+        }
+      }
     }
     if (repository.pinDigest === true && !mirrorOn) {
       problems.push({ path: ['repositories', i, 'pinDigest'], kind: 'invalid', message: 'needs mirror.mode "verify" or "copy": the pinned digest is the one the mirror confirmed' });

@@ -30,6 +30,9 @@ export interface Target {
   appliedDigest: string | null;
   appliedCommit: string | null;
   appliedAt: number | null;
+  /** The pull request that carries (or carried) the desired tag, in pull-request write-back. */
+  proposalNumber: number | null;
+  proposalUrl: string | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -52,7 +55,7 @@ export const COLUMNS = `id, repository, branch, image, keyword, desired_tag AS d
   request_trace AS requestTrace, status, attempts, next_attempt_at AS nextAttemptAt,
   last_error_code AS lastErrorCode, last_error_message AS lastErrorMessage, applied_tag AS appliedTag,
   applied_digest AS appliedDigest, applied_commit AS appliedCommit, applied_at AS appliedAt,
-  created_at AS createdAt, updated_at AS updatedAt`;
+  proposal_number AS proposalNumber, proposal_url AS proposalUrl, created_at AS createdAt, updated_at AS updatedAt`;
 
 /** Opens (creating its folder if needed) a database file with our pragmas and SQL functions. */
 export function openDatabase(file: string, synchronous: Synchronous): Database.Database {

@@ -1,7 +1,7 @@
 // What a request for a target does to the desired state already recorded.
 
-export type TargetStatus = 'pending' | 'awaiting_mirror' | 'synced' | 'failed';
-export const TARGET_STATUSES: readonly TargetStatus[] = ['pending', 'awaiting_mirror', 'synced', 'failed'];
+export type TargetStatus = 'pending' | 'awaiting_mirror' | 'proposed' | 'synced' | 'failed';
+export const TARGET_STATUSES: readonly TargetStatus[] = ['pending', 'awaiting_mirror', 'proposed', 'synced', 'failed'];
 
 /**
  * created: a target seen for the first time.

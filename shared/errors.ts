@@ -69,6 +69,12 @@ export const SYNC_ERRORS = {
   REGISTRY_UNAVAILABLE: { transient: true },
   REGISTRY_AUTH_FAILED: { transient: true },
   REGISTRY_FAILED: { transient: true },
+  /** The pull request carrying the target was closed without being merged. */
+  PR_CLOSED: { transient: false },
+  GITHUB_AUTH_FAILED: { transient: true },
+  /** GitHub's (secondary) rate limit: retried after the time it asks for. */
+  GITHUB_RATE_LIMITED: { transient: true },
+  GITHUB_FAILED: { transient: true },
 } as const;
 
 export type SyncErrorCode = keyof typeof SYNC_ERRORS;
@@ -76,11 +82,14 @@ export type SyncErrorCode = keyof typeof SYNC_ERRORS;
 /** A sync failure with its code; the message is shown to users, so it names what to fix and holds no secret. */
 export class SyncError extends Error {
   readonly code: SyncErrorCode;
+  /** When the other side said how long to wait (Retry-After), in milliseconds. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: SyncErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: SyncErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SyncError';
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   get transient(): boolean {

@@ -12,7 +12,7 @@ interface TargetSource {
 }
 let targetSource: TargetSource | undefined;
 
-export const STATUSES = ['pending', 'awaiting_mirror', 'synced', 'failed'] as const;
+export const STATUSES = ['pending', 'awaiting_mirror', 'proposed', 'synced', 'failed'] as const;
 
 export const metrics = {
   httpRequests: new Counter({

@@ -73,18 +73,29 @@ export function migrate(db: Database, migrations: Migration[] = readMigrations()
     applied_at INTEGER NOT NULL
   ) STRICT`);
   const names: string[] = [];
-  // IMMEDIATE takes the write lock first, so a second process waits and then finds nothing to do.
-  db.transaction(() => {
-    for (const m of pendingMigrations(db, migrations)) {
-      db.exec(m.sql);
-      db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)').run(
-        m.version,
-        m.name,
-        m.checksum,
-        Date.now(),
-      );
-      names.push(m.name);
-    }
-  }).immediate();
+  // A migration may rebuild a table (SQLite cannot alter a constraint in place): with foreign keys on,
+  // dropping the old table would cascade into every table that references it. So they are off while
+  // migrating (this can only change outside a transaction) and checked before the commit.
+  const foreignKeys = db.pragma('foreign_keys', { simple: true }) as number;
+  db.pragma('foreign_keys = OFF');
+  try {
+    // IMMEDIATE takes the write lock first, so a second process waits and then finds nothing to do.
+    db.transaction(() => {
+      for (const m of pendingMigrations(db, migrations)) {
+        db.exec(m.sql);
+        db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)').run(
+          m.version,
+          m.name,
+          m.checksum,
+          Date.now(),
+        );
+        names.push(m.name);
+      }
+      const broken = db.pragma('foreign_key_check') as unknown[];
+      if (broken.length > 0) throw new Error(`the migrations would leave ${broken.length} rows whose references are broken; nothing was applied`);
+    }).immediate();
+  } finally {
+    if (foreignKeys) db.pragma('foreign_keys = ON');
+  }
   return names;
 }

@@ -6,7 +6,19 @@ import type { Target } from './database.ts';
 /** A target as the syncer needs it; `confirmedDigest` is what the mirror holds for its tag, once confirmed. */
 export type DueTarget = Pick<
   Target,
-  'id' | 'generation' | 'repository' | 'branch' | 'image' | 'keyword' | 'desiredTag' | 'desiredDigest' | 'attempts' | 'requestedAt' | 'requestTrace' | 'status'
+  | 'id'
+  | 'generation'
+  | 'repository'
+  | 'branch'
+  | 'image'
+  | 'keyword'
+  | 'desiredTag'
+  | 'desiredDigest'
+  | 'attempts'
+  | 'requestedAt'
+  | 'requestTrace'
+  | 'status'
+  | 'proposalUrl'
 > & { confirmedDigest?: string };
 
 export interface SyncErrorInfo {
@@ -20,7 +32,9 @@ export type TargetResult =
   | { kind: 'failed'; target: DueTarget; error: SyncErrorInfo }
   | { kind: 'retry'; target: DueTarget; error: SyncErrorInfo; retryAt: number }
   /** The image is not in the mirror (or its source) yet: `awaiting_mirror` until `retryAt`. */
-  | { kind: 'waiting'; target: DueTarget; message: string; retryAt: number };
+  | { kind: 'waiting'; target: DueTarget; message: string; retryAt: number }
+  /** Pull-request write-back: the change is in the pull request, at its head commit. */
+  | { kind: 'proposed'; target: DueTarget; commit: string; number: number; url: string };
 
 /** A step of a target's history other than its outcome (the mirror's `mirror_confirmed`, `mirrored`). */
 export interface StepEvent {
@@ -60,7 +74,8 @@ export interface SyncRecord {
 }
 
 const DUE_COLUMNS = `id, generation, repository, branch, image, keyword, desired_tag AS desiredTag,
-  desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace, status`;
+  desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace, status,
+  proposal_url AS proposalUrl`;
 
 /** Prepares the syncer's statements on a connection. */
 export function createSyncRecords(db: Database) {
@@ -84,6 +99,16 @@ export function createSyncRecords(db: Database) {
       WHERE id = @id AND generation = @generation`),
     mirrorTag: db.prepare(`INSERT INTO mirror_tags (repository, tag, digest, image, recorded_at) VALUES (@repository, @tag, @digest, @image, @at)
       ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest`),
+    proposed: db.prepare(`UPDATE targets SET status = 'proposed', proposal_number = @number, proposal_url = @url, attempts = 0,
+        last_error_code = NULL, last_error_message = NULL, updated_at = @at
+      WHERE id = @id AND generation = @generation`),
+    proposedTargets: db.prepare(`SELECT ${DUE_COLUMNS} FROM targets WHERE status = 'proposed' AND repository = ? AND branch = ? ORDER BY id`),
+    openProposals: db.prepare(`SELECT DISTINCT repository, branch, proposal_number AS number, proposal_url AS url FROM targets
+      WHERE status = 'proposed' AND proposal_number IS NOT NULL ORDER BY repository, branch`),
+    inProposal: db.prepare(`SELECT id, desired_tag AS tag FROM targets WHERE status = 'proposed' AND repository = ? AND branch = ? AND proposal_number = ?`),
+    merged: db.prepare(`UPDATE targets SET status = 'pending', next_attempt_at = @at, updated_at = @at WHERE id = @id AND status = 'proposed'`),
+    closed: db.prepare(`UPDATE targets SET status = 'failed', last_error_code = 'PR_CLOSED', last_error_message = @message, updated_at = @at
+      WHERE id = @id AND status = 'proposed'`),
     mirrorTags: db.prepare('SELECT tag, digest FROM mirror_tags WHERE repository = ? ORDER BY recorded_at DESC, rowid DESC'),
     forgetMirrorTag: db.prepare('DELETE FROM mirror_tags WHERE repository = ? AND tag = ?'),
     wantedTags: db.prepare('SELECT desired_tag AS desired, applied_tag AS applied FROM targets WHERE image = ?'),
@@ -125,6 +150,11 @@ export function createSyncRecords(db: Database) {
         if (q.failed.run({ ...key, ...r.error }).changes === 1) {
           event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: false }, traceId);
         }
+      } else if (r.kind === 'proposed') {
+        // Re-proposing in the same pull request (it grew) is not news; a new one is.
+        if (q.proposed.run({ ...key, number: r.number, url: r.url }).changes === 1 && (t.status !== 'proposed' || t.proposalUrl !== r.url)) {
+          event(t.id, sync.at, 'proposed', t.desiredTag, `proposed in pull request #${r.number}: ${r.url}`, { number: r.number, url: r.url, commit: r.commit }, traceId);
+        }
       } else if (r.kind === 'waiting') {
         // The event marks the start of the wait; later looks only move the next attempt.
         if (q.waiting.run({ ...key, retryAt: r.retryAt }).changes === 1 && t.status !== 'awaiting_mirror') {
@@ -153,6 +183,44 @@ export function createSyncRecords(db: Database) {
     nextDueAt(): number | null {
       return (q.nextDue.get() as number | null) ?? null;
     },
+
+    /** The targets of a repository and branch whose change waits in a pull request. */
+    proposedTargets(repository: string, branch: string): DueTarget[] {
+      return q.proposedTargets.all(repository, branch) as DueTarget[];
+    },
+
+    /** Every open pull request some target waits on. */
+    openProposals(): Array<{ repository: string; branch: string; number: number; url: string }> {
+      return q.openProposals.all() as Array<{ repository: string; branch: string; number: number; url: string }>;
+    },
+
+    /**
+     * A pull request was merged: its targets become due again, so that the next sync finds
+     * their tags on the branch and marks them synced (or proposes what the merge left out).
+     */
+    proposalMerged: db.transaction((p: { repository: string; branch: string; number: number; url: string; mergeCommit: string | null }, at: number): number => {
+      let n = 0;
+      for (const t of q.inProposal.all(p.repository, p.branch, p.number) as Array<{ id: number; tag: string }>) {
+        if (q.merged.run({ id: t.id, at }).changes === 1) {
+          n++;
+          event(t.id, at, 'merged', t.tag, `pull request #${p.number} was merged`, { number: p.number, url: p.url, mergeCommit: p.mergeCommit }, null);
+        }
+      }
+      return n;
+    }),
+
+    /** A pull request was closed without merging: its targets fail with PR_CLOSED. */
+    proposalClosed: db.transaction((p: { repository: string; branch: string; number: number; url: string }, at: number): number => {
+      const message = `pull request #${p.number} (${p.url}) was closed without being merged; send the update again to propose it anew`;
+      let n = 0;
+      for (const t of q.inProposal.all(p.repository, p.branch, p.number) as Array<{ id: number; tag: string }>) {
+        if (q.closed.run({ id: t.id, at, message }).changes === 1) {
+          n++;
+          event(t.id, at, 'failed', t.tag, message, { code: 'PR_CLOSED', transient: false, number: p.number }, null);
+        }
+      }
+      return n;
+    }),
 
     /** The tags recorded in a mirror repository, newest first. */
     mirrorTags(repository: string): Array<{ tag: string; digest: string }> {

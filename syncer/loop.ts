@@ -12,6 +12,8 @@ import type { DueTarget, SyncRecord, SyncRecords } from '../shared/sync-records.
 import { createMarkerIndex } from './marker-index.ts';
 import { createMirror, type Mirror } from './mirror.ts';
 import { syncRepository, type SyncOptions } from './sync-repository.ts';
+import { createGitHub, type GitHub } from './github.ts';
+import { githubRepository } from '../shared/config.ts';
 
 /** The longest a steady stream of requests may hold a sync back. */
 export const MAX_QUIET_MS = 2000;
@@ -73,9 +75,56 @@ export function createSyncLoop(deps: LoopDeps) {
       const fields = { targetId: r.target.id, repository: result.repository, branch: result.branch, image: r.target.image, tag: r.target.desiredTag };
       if (r.kind === 'synced') log.info({ ...fields, commit: r.commit, committed: r.committed }, 'target synced');
       else if (r.kind === 'failed') log.warn({ ...fields, code: r.error.code, reason: r.error.message }, 'target failed');
+      else if (r.kind === 'proposed') log.info({ ...fields, pullRequest: r.url, commit: r.commit }, 'target proposed');
       else if (r.kind === 'waiting') log.info({ ...fields, reason: r.message, retryAt: new Date(r.retryAt).toISOString() }, 'target awaiting mirror');
       else log.info({ ...fields, code: r.error.code, reason: r.error.message, retryAt: new Date(r.retryAt).toISOString() }, 'target will retry');
     }
+  }
+
+  // Pull requests are looked at on their own schedule, one pass at a time.
+  const githubClients = new Map<string, GitHub>();
+  const lastLook = new Map<string, number>();
+  let looking: Promise<void> | undefined;
+
+  /**
+   * Looks at every open pull request some target waits on (each repository at its
+   * pullRequest.pollInterval, or all when `force`): merged → its targets are due again and
+   * the next sync marks them synced; closed unmerged → they fail with PR_CLOSED.
+   */
+  async function lookAtPullRequests(force: boolean): Promise<void> {
+    const at = now();
+    let due = false;
+    for (const p of records.openProposals()) {
+      const repo = repositories.get(p.repository);
+      const pr = repo?.writeBack === 'pull-request' ? repo.pullRequest : undefined;
+      if (!repo || !pr) continue;
+      const key = `${p.repository}\u0000${p.branch}\u0000${p.number}`;
+      if (!force && at - (lastLook.get(key) ?? 0) < pr.pollInterval) continue;
+      lastLook.set(key, at);
+      let github = githubClients.get(p.repository);
+      if (!github) githubClients.set(p.repository, (github = createGitHub({ apiUrl: pr.github.apiUrl, token: pr.github.token })));
+      const [owner, name] = (pr.github.repository ?? githubRepository(repo.url)!).split('/') as [string, string];
+      try {
+        const state = await github.pullRequestState(owner, name, p.number);
+        if (state.state === 'merged') {
+          const n = records.proposalMerged({ ...p, mergeCommit: state.mergeCommit }, now());
+          log.info({ repository: p.repository, branch: p.branch, pullRequest: p.url, targets: n }, 'pull request merged');
+          due = true;
+        } else if (state.state === 'closed') {
+          const n = records.proposalClosed(p, now());
+          metrics.updates.labels('failed', 'PR_CLOSED').inc(n);
+          log.warn({ repository: p.repository, branch: p.branch, pullRequest: p.url, targets: n }, 'pull request closed without merging');
+        }
+      } catch (err) {
+        log.warn({ repository: p.repository, pullRequest: p.url, reason: (err as Error).message }, 'cannot look at the pull request');
+      }
+    }
+    if (due) wake();
+  }
+
+  function lookSoon(force = false): Promise<void> {
+    looking ??= lookAtPullRequests(force).finally(() => (looking = undefined));
+    return looking;
   }
 
   /** The metrics of a recorded sync: outcomes, commits, lead times, and the last success. */
@@ -143,7 +192,9 @@ export function createSyncLoop(deps: LoopDeps) {
       if (!options.dryRun) record(result);
       return result;
     }
-    const result = await syncRepository({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(mirror ? { mirror } : {}) }, repo, branch, targets, options);
+    // A pull request holds every change still waiting for its merge, not just the new ones.
+    const proposed = repo.writeBack === 'pull-request' ? records.proposedTargets(repository, branch).filter((p) => !targets.some((t) => t.id === p.id)) : [];
+    const result = await syncRepository({ config, log, now, cleaned, markerIndex, ...(signal ? { signal } : {}), ...(mirror ? { mirror } : {}) }, repo, branch, [...targets, ...proposed], options);
     if (!options.dryRun) record(result);
     return result;
   }
@@ -204,6 +255,7 @@ export function createSyncLoop(deps: LoopDeps) {
       const hard = new AbortController();
       log.info({ concurrency: config.syncer.concurrency, quietWindowMs: config.syncer.quietWindow }, 'syncer started');
       while (!signal.aborted) {
+        void lookSoon();
         const nextReady = pass(hard.signal);
         const nextDue = records.nextDueAt();
         const at = now();
@@ -220,12 +272,15 @@ export function createSyncLoop(deps: LoopDeps) {
         hard.abort();
       }, config.server.shutdownTimeout);
       await Promise.allSettled([...running]);
+      await looking;
       await mirror?.idle();
       clearTimeout(timer);
     },
 
     /** One pass over every pending target, ignoring retry times; resolves with what each group produced. */
     async once(options: SyncOptions = {}): Promise<Array<SyncRecord & { diff?: string }>> {
+      // Merged or closed pull requests first: a merge makes its targets due for this pass.
+      if (!options.dryRun) await lookSoon(true);
       const results = [];
       const loadStart = performance.timeOrigin + performance.now();
       const groups = records.dueGroups(Number.MAX_SAFE_INTEGER);

@@ -19,6 +19,8 @@ import type { Mirror } from './mirror.ts';
 import { planEdits, relevantCandidates, type PlanTarget, type TargetPlan } from './plan-edits.ts';
 import { validateFiles } from './validate-files.ts';
 import { workingCopy } from './working-copy.ts';
+import { createGitHub, type GitHub } from './github.ts';
+import { githubRepository, type PullRequestConfig } from '../shared/config.ts';
 
 export interface SyncContext {
   config: Config;
@@ -78,6 +80,35 @@ function signingKeyFile(repo: RepositoryConfig, workDir: string): string | undef
   return file;
 }
 
+// One GitHub client per repository configuration (they hold no state but their settings).
+const githubClients = new WeakMap<object, GitHub>();
+function githubFor(pr: PullRequestConfig): GitHub {
+  let client = githubClients.get(pr);
+  if (!client) githubClients.set(pr, (client = createGitHub({ apiUrl: pr.github.apiUrl, token: pr.github.token })));
+  return client;
+}
+
+/** The pull request's branch for a target branch: `image-updater/main` by default. */
+export function pullRequestBranch(pr: PullRequestConfig, branch: string): string {
+  return pr.branch.replaceAll('{{branch}}', branch);
+}
+
+/** The pull request's description: every change it carries, and what merging or closing it does. */
+export function pullRequestBody(changes: ReadonlyArray<{ image: string; from: string[]; to: string; keyword: string }>, branch: string): string {
+  const rows = [...changes]
+    .sort((a, b) => a.image.localeCompare(b.image) || a.keyword.localeCompare(b.keyword))
+    .map((c) => `| \`${c.image}\` | ${c.from.map((f) => `\`${f}\``).join(', ') || '(none)'} | \`${c.to}\` | \`${c.keyword}\` |`);
+  return [
+    `image-updater proposes ${changes.length === 1 ? 'this image update' : `these ${changes.length} image updates`} for \`${branch}\`:`,
+    '',
+    '| image | from | to | keyword |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+    'Merging this pull request deploys them. It is updated as new updates arrive; closing it without merging fails them (`PR_CLOSED`).',
+  ].join('\n');
+}
+
 function toPlanTarget(t: DueTarget, repo: RepositoryConfig, mirror: SyncContext['mirror']): PlanTarget {
   return {
     id: t.id,
@@ -131,8 +162,9 @@ export async function syncRepository(
     new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${reason}); will retry`);
   const fail = (t: DueTarget, error: SyncError): TargetResult =>
     error.transient
-      ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: retryAt(t) }
+      ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: error.retryAfterMs !== undefined ? ctx.now() + error.retryAfterMs : retryAt(t) }
       : { kind: 'failed', target: t, error: { code: error.code, message: error.message } };
+  const pr = repo.writeBack === 'pull-request' ? repo.pullRequest : undefined;
 
   const mirror = ctx.mirror ? await step('mirror', () => ctx.mirror!.confirm(targets, { dryRun: options.dryRun ?? false })) : { ready: targets, results: [], events: [], mirrorTags: [] };
   record.results.push(...mirror.results);
@@ -153,10 +185,10 @@ export async function syncRepository(
   });
 
   /** Steps 3–7 for a set of targets: prepare, search, plan, edit, validate, commit, push. */
-  function attempt(set: DueTarget[], mode: 'batch' | 'single', n: number): Promise<Attempt> {
-    const attributes = { [ATTR.mode]: mode, [ATTR.attempt]: n, [ATTR.targets]: set.length, [ATTR.images]: set.map((t) => t.image), [ATTR.tags]: set.map((t) => t.desiredTag) };
+  function attempt(set: DueTarget[], mode: 'batch' | 'single', n: number, probe = false): Promise<Attempt> {
+    const attributes = { [ATTR.mode]: mode, [ATTR.attempt]: n, [ATTR.targets]: set.length, [ATTR.images]: set.map((t) => t.image), [ATTR.tags]: set.map((t) => t.desiredTag), ...(probe ? { 'image_updater.probe': true } : {}) };
     return inSpan('sync.attempt', { attributes }, async (span) => {
-      const result = await attemptSteps(set, mode);
+      const result = await attemptSteps(set, mode, probe);
       span.setAttribute(ATTR.outcome, result.kind === 'done' ? (result.commit ? 'committed' : 'nothing to commit') : result.kind);
       if (result.kind === 'invalid') span.setAttribute(ATTR.errorCode, result.error.code);
       if (result.kind === 'done' && result.commit) span.setAttribute(ATTR.commit, result.commit.sha);
@@ -164,7 +196,8 @@ export async function syncRepository(
     });
   }
 
-  async function attemptSteps(set: DueTarget[], mode: 'batch' | 'single'): Promise<Attempt> {
+  /** With `probe`, stops after validation: whether this set alone makes valid files. */
+  async function attemptSteps(set: DueTarget[], mode: 'batch' | 'single', probe: boolean): Promise<Attempt> {
     const head = await step('git.prepare', () => wc.prepare({ clean: !ctx.cleaned?.has(wc.dir) }), (sha) => ({ [ATTR.commit]: sha }));
     ctx.cleaned?.add(wc.dir);
     const root = realpathSync(wc.dir);
@@ -224,6 +257,7 @@ export async function syncRepository(
       if (err instanceof SyncError && err.code === 'VALIDATION_FAILED') return { kind: 'invalid', error: err, results, changing: changingTargets };
       throw err;
     }
+    if (probe) return { kind: 'done', results: [] };
     if (options.dryRun) {
       // Shown by `sync --once --dry-run`; a dry run records nothing.
       for (const c of changing) results.push({ kind: 'synced', target: byId.get(c.targetId)!, commit: '(dry run)', committed: false, fromTags: c.fromTags });
@@ -236,6 +270,32 @@ export async function syncRepository(
       { repository: repo.name, branch },
     );
     const sha = await step('git.commit', () => wc.commit(edited.map((f) => f.path), message), (c) => ({ [ATTR.commit]: c, [ATTR.filesChanged]: edited.length }));
+    if (pr) {
+      // Pull-request write-back: the commit goes to our branch, replacing what it held, and the pull request shows it.
+      const head = pullRequestBranch(pr, branch);
+      await step('git.push', () => wc.forcePush(head), () => ({ [ATTR.commit]: sha, [ATTR.outcome]: 'pushed', 'image_updater.head_branch': head }));
+      const [owner, name] = (pr.github.repository ?? githubRepository(repo.url)!).split('/') as [string, string];
+      const changes = changing.map((c) => ({ image: byId.get(c.targetId)!.image, from: c.fromTags, to: byId.get(c.targetId)!.desiredTag, keyword: byId.get(c.targetId)!.keyword }));
+      const proposal = await step(
+        'github.pull_request',
+        () =>
+          githubFor(pr).upsertPullRequest({
+            owner,
+            repo: name,
+            base: branch,
+            head,
+            title: message.split('\n')[0]!,
+            body: pullRequestBody(changes, branch),
+            labels: pr.labels,
+            reviewers: pr.reviewers,
+            teamReviewers: pr.teamReviewers,
+          }),
+        (p) => ({ 'image_updater.pull_request': p.url, 'image_updater.pull_request_created': p.created }),
+      );
+      log.info({ repository: repo.name, branch, head, sha, pullRequest: proposal.url, images: changing.length }, proposal.created ? 'pull request opened' : 'pull request updated');
+      for (const c of changing) results.push({ kind: 'proposed', target: byId.get(c.targetId)!, commit: sha, number: proposal.number, url: proposal.url });
+      return { kind: 'done', results };
+    }
     const pushed = await step('git.push', () => wc.push(), (p) => ({ [ATTR.commit]: sha, [ATTR.outcome]: p.ok ? 'pushed' : 'rejected' }));
     if (!pushed.ok) {
       log.info({ repository: repo.name, branch, mode, reason: pushed.reason }, 'push rejected: refetching');
@@ -275,6 +335,21 @@ export async function syncRepository(
       if (options.dryRun || batch.changing.length === 1) {
         const error = batch.kind === 'invalid' ? batch.error : pushRejected(batch.reason);
         for (const t of batch.changing) record.results.push(fail(t, error));
+      } else if (pr && batch.kind === 'invalid') {
+        // One pull request holds every change: find the updates that break validation alone, fail
+        // them, and propose the rest together.
+        log.warn({ repository: repo.name, branch, reason: batch.error.message, images: batch.changing.length }, 'batch does not validate: checking each image alone');
+        const valid: DueTarget[] = [];
+        for (const t of batch.changing) {
+          const alone = await attempt([t], 'single', 1, true);
+          if (alone.kind === 'invalid') record.results.push(fail(t, alone.error));
+          else valid.push(t);
+        }
+        if (valid.length > 0) {
+          const rest = await land(valid, 'batch');
+          take(rest, 'batch');
+          if (rest.kind === 'invalid') for (const t of rest.changing) record.results.push(fail(t, rest.error));
+        }
       } else {
         // The batch cannot land: one commit per image, so only the guilty one fails.
         log.warn({ repository: repo.name, branch, reason: batch.kind === 'invalid' ? batch.error.message : batch.reason, images: batch.changing.length }, 'batch cannot land: one commit per image');

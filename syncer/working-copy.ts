@@ -203,6 +203,13 @@ export function workingCopy(options: WorkingCopyOptions) {
       }
     },
 
+    /** Force-pushes HEAD to another branch of ours (the pull request's), replacing whatever it held. */
+    async forcePush(ref: string): Promise<void> {
+      return run(async () => {
+        await git(dir, ['push', '--porcelain', '--force', 'origin', `HEAD:refs/heads/${ref}`]);
+      });
+    },
+
     /** Files changed between two commits (`git diff --name-status --no-renames`), or undefined when git cannot tell. */
     async changes(from: string, to: string): Promise<FileChange[] | undefined> {
       try {

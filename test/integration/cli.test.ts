@@ -75,7 +75,7 @@ describe('the image-updater CLI', () => {
 
   it('migrates a database and finds nothing to do the second time', () => {
     const { file, db } = writeConfig();
-    expect(runCli(['migrate', '--config', file])).toMatchObject({ code: 0, stdout: `${db}: applied 0001_initial.sql, 0002_mirror_tags.sql\n` });
+    expect(runCli(['migrate', '--config', file])).toMatchObject({ code: 0, stdout: `${db}: applied 0001_initial.sql, 0002_mirror_tags.sql, 0003_proposed_status.sql\n` });
     expect(runCli(['migrate', '--config', file])).toMatchObject({ code: 0, stdout: `${db}: up to date\n` });
   });
 
@@ -83,14 +83,14 @@ describe('the image-updater CLI', () => {
     const { file, db } = writeConfig();
     expect(runCli(['migrate', '--config', file]).code).toBe(0);
     const sqlite = new Database(db);
-    sqlite.prepare("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (3, '0003_later.sql', 'x', 0)").run();
+    sqlite.prepare("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (4, '0004_later.sql', 'x', 0)").run();
     sqlite.close();
     for (const args of [['migrate'], ['sync', '--once'], ['serve']]) {
       const { code, stdout, stderr } = runCli([...args, '--config', file]);
       expect(code).toBe(1);
       expect(stderr).not.toMatch(/\n\s+at /);
       expect(stdout).toContain('"msg":"cannot open the database"');
-      expect(stdout).toContain('the database is at migration 0003_later.sql, which this version of image-updater does not know');
+      expect(stdout).toContain('the database is at migration 0004_later.sql, which this version of image-updater does not know');
     }
   });
 

@@ -21,12 +21,13 @@ const meta = { requestedBy: 'ci', at: 1_700_000_000_000, batchId: null, tracepar
 describe('migrations', () => {
   it('apply once, are recorded, and a second run does nothing', () => {
     const db = new Database(path.join(tempDir(), 'a.db'));
-    expect(migrate(db)).toEqual(['0001_initial.sql', '0002_mirror_tags.sql']);
+    expect(migrate(db)).toEqual(['0001_initial.sql', '0002_mirror_tags.sql', '0003_proposed_status.sql']);
     expect(migrate(db)).toEqual([]);
     const rows = db.prepare('SELECT version, name FROM schema_migrations').all();
     expect(rows).toEqual([
       { version: 1, name: '0001_initial.sql' },
       { version: 2, name: '0002_mirror_tags.sql' },
+      { version: 3, name: '0003_proposed_status.sql' },
     ]);
     expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all()).toEqual([
       'commit_targets',
@@ -38,13 +39,34 @@ describe('migrations', () => {
     ]);
   });
 
+  it('rebuild the targets table (0003) without losing a target, its events or its commits', () => {
+    const db = new Database(path.join(tempDir(), 'a.db'));
+    db.pragma('foreign_keys = ON');
+    migrate(db, readMigrations().slice(0, 2));
+    db.prepare(`INSERT INTO targets (id, repository, branch, image, keyword, desired_tag, requested_by, requested_at, next_attempt_at, created_at, updated_at, status, applied_tag)
+      VALUES (7, 'gitops', 'main', 'gcr.io/acme/app', 'k', '1.0', 'ci', 1, 1, 1, 1, 'synced', '1.0')`).run();
+    db.prepare("INSERT INTO events (target_id, at, type, tag) VALUES (7, 1, 'requested', '1.0'), (7, 2, 'synced', '1.0')").run();
+    db.prepare("INSERT INTO commits (id, repository, branch, sha, mode, at) VALUES (1, 'gitops', 'main', 'abc', 'batch', 2)").run();
+    db.prepare("INSERT INTO commit_targets (commit_id, target_id, to_tag) VALUES (1, 7, '1.0')").run();
+
+    expect(migrate(db)).toEqual(['0003_proposed_status.sql']);
+    expect(db.prepare('SELECT id, status, applied_tag AS tag, proposal_url AS url FROM targets').all()).toEqual([{ id: 7, status: 'synced', tag: '1.0', url: null }]);
+    expect(db.prepare('SELECT count(*) FROM events WHERE target_id = 7').pluck().get()).toBe(2);
+    expect(db.prepare('SELECT count(*) FROM commit_targets WHERE target_id = 7').pluck().get()).toBe(1);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    // The references still hold: deleting the target cascades as before.
+    db.prepare("UPDATE targets SET status = 'proposed' WHERE id = 7").run();
+    db.prepare('DELETE FROM targets WHERE id = 7').run();
+    expect(db.prepare('SELECT count(*) FROM events').pluck().get()).toBe(0);
+  });
+
   it('refuse a database migrated by a newer version', () => {
     const dir = tempDir();
     cpSync(MIGRATIONS_DIR, path.join(dir, 'm'), { recursive: true });
-    writeFileSync(path.join(dir, 'm', '0003_later.sql'), 'CREATE TABLE later (x INTEGER);');
+    writeFileSync(path.join(dir, 'm', '0004_later.sql'), 'CREATE TABLE later (x INTEGER);');
     const db = new Database(path.join(dir, 'a.db'));
     migrate(db, readMigrations(path.join(dir, 'm')));
-    expect(() => migrate(db)).toThrow(/at migration 0003_later\.sql, which this version of image-updater does not know/);
+    expect(() => migrate(db)).toThrow(/at migration 0004_later\.sql, which this version of image-updater does not know/);
   });
 
   it('refuse a migration edited after it was applied', () => {
