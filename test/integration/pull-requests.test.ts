@@ -23,11 +23,11 @@ const files = {
 };
 
 /** A repository in pull-request mode, with the GitHub stand-in whose git side is the fixture's bare repository. */
-async function prFixture(token = GITHUB_TOKEN) {
+async function prFixture(token = GITHUB_TOKEN, extraFiles: Record<string, string> = {}) {
   const github = await startGitHubStandin({ owner: 'acme', repo: 'gitops', token: GITHUB_TOKEN });
   standins.push(github);
   const f = syncFixture(server, {
-    files,
+    files: { ...files, ...extraFiles },
     repository: `    writeBack: pull-request
     pullRequest:
       github: { apiUrl: "${github.apiUrl}", token: "\${GITHUB_TOKEN}", repository: acme/gitops }
@@ -139,6 +139,21 @@ describe('pull-request write-back', () => {
 
     await f.loop.once();
     expect(f.target('gcr.io/acme/web')).toMatchObject({ status: 'proposed', proposalNumber: 1, lastErrorCode: null });
+  });
+
+  it('leaves out of the pull request an update that breaks validation, and proposes the rest', async () => {
+    const { f, github, onBranch } = await prFixture(GITHUB_TOKEN, {
+      'env/prod.jsonnet': `local pinned = 'gcr.io/acme/legacy:1.0'; // ${KEYWORD}\nassert std.endsWith(pinned, ':1.0') : 'legacy is pinned to 1.0';\n{ image: pinned }\n`,
+    });
+    await f.want(f.request('gcr.io/acme/web', '7.0'), f.request('gcr.io/acme/legacy', '2.0'), f.request('gcr.io/acme/api', '7.1'));
+    await f.loop.once();
+    expect(f.target('gcr.io/acme/legacy')).toMatchObject({ status: 'failed', lastErrorCode: 'VALIDATION_FAILED', lastErrorMessage: expect.stringContaining('legacy is pinned to 1.0') });
+    expect(github.pulls).toHaveLength(1);
+    expect(github.pulls[0]!.title).toBe('Update 2 images (image-automation-prod)');
+    expect(onBranch('apps/web.yaml')).toContain('web:7.0');
+    expect(onBranch('apps/api.yaml')).toContain('api:7.1');
+    expect(onBranch('env/prod.jsonnet')).toContain("'gcr.io/acme/legacy:1.0'");
+    expect(f.target('gcr.io/acme/web').status).toBe('proposed');
   });
 
   it('keeps the target pending with a clear error, and no token anywhere, when GitHub refuses the token', async () => {
