@@ -9,6 +9,7 @@ import { ATTR, tracer } from '../shared/telemetry.ts';
 import type { Store } from '../shared/store.ts';
 import type { Auth } from './auth.ts';
 import { errorHandler, methodNotAllowed, notFound } from './errors.ts';
+import { openApiJson } from './openapi.ts';
 import { healthRoutes } from './routes/health.ts';
 import { imagesRoutes } from './routes/images.ts';
 import { syncRoutes } from './routes/sync.ts';
@@ -100,6 +101,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
+  // The API's description (OpenAPI 3.1), for clients and API tools.
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApiJson);
+  });
+  for (const path of ['/healthz', '/readyz', '/metrics', '/openapi.json']) app.all(path, methodNotAllowed(['GET']));
 
   const images = imagesRoutes(deps);
   const auth = authenticate(deps.auth);
