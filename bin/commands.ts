@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { runServer } from '../server/main.ts';
 import { runMetricsServer } from '../server/metrics-server.ts';
 import { generateToken, hashToken } from '../server/auth.ts';
+import { backupDatabase } from '../shared/backup.ts';
 import type { Config } from '../shared/config.ts';
 import { ConfigError, loadConfig } from '../shared/config-file.ts';
 import { createLogger, redactUrl, type Logger } from '../shared/log.ts';
@@ -20,6 +21,8 @@ export interface CommandOptions {
   usage: string;
   once?: boolean;
   dryRun?: boolean;
+  /** For `backup`: the file to write. */
+  to?: string;
   /** Called when the server listens (the demo prints its curl here). */
   onListening?: (address: AddressInfo, config: Config) => void;
 }
@@ -177,10 +180,28 @@ async function syncOnce(config: Config, options: CommandOptions): Promise<number
   }
 }
 
+/** Writes a verified copy of the database, while the service runs. */
+async function backup(config: Config, to: string | undefined): Promise<number> {
+  if (!to) {
+    process.stderr.write('image-updater: "backup" needs --to FILE (a new file)\n');
+    return 2;
+  }
+  try {
+    const done = await backupDatabase(config.database.path, to);
+    process.stdout.write(
+      `${done.file}: ${done.bytes} bytes, ${done.targets} targets, ${done.events} events, migration ${done.migration ?? 'none'}; integrity ok\n`,
+    );
+    return 0;
+  } catch (err) {
+    process.stderr.write(`image-updater: backup failed: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
 /** Runs one command; resolves to the process exit code. */
 export async function runCommand(command: string, options: CommandOptions): Promise<number> {
   if (command === 'token') return printToken(options.tokenName);
-  if (!['serve', 'server', 'syncer', 'sync', 'migrate', 'check'].includes(command)) {
+  if (!['serve', 'server', 'syncer', 'sync', 'migrate', 'check', 'backup'].includes(command)) {
     process.stderr.write(`image-updater: unknown command "${command}"\n\n${options.usage}`);
     return 2;
   }
@@ -198,6 +219,8 @@ export async function runCommand(command: string, options: CommandOptions): Prom
       process.stdout.write(`${config.database.path}: ${applied.length ? `applied ${applied.join(', ')}` : 'up to date'}\n`);
       return 0;
     }
+    case 'backup':
+      return backup(config, options.to);
     case 'sync':
       if (!options.once) {
         process.stderr.write('image-updater: "sync" needs --once (the continuous syncer is "image-updater syncer")\n');

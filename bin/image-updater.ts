@@ -19,6 +19,7 @@ commands:
   sync --once    sync every pending target once, then exit (--dry-run: print the diff, push nothing)
   migrate        apply database migrations, then exit
   check          validate the configuration, then exit
+  backup --to F  write a verified copy of the database to the new file F (safe while the service runs)
   token          print a new random token and the config entry holding its hash
   notify         for CI: send a desired tag to the server (see "image-updater notify --help")
 
@@ -27,6 +28,7 @@ options:
   -n, --name NAME     token name, for "token" (default: ci)
       --once          with "sync": one pass
       --dry-run       with "sync --once": change nothing, print the diff
+      --to FILE       with "backup": the file to write
   -h, --help          show this help
 `;
 
@@ -44,6 +46,7 @@ function main(): Promise<number> {
         name: { type: 'string', short: 'n' },
         once: { type: 'boolean' },
         'dry-run': { type: 'boolean' },
+        to: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -65,6 +68,7 @@ function main(): Promise<number> {
     tokenName: parsed.values.name ?? 'ci',
     once: parsed.values.once ?? false,
     dryRun: parsed.values['dry-run'] ?? false,
+    ...(parsed.values.to === undefined ? {} : { to: parsed.values.to }),
     usage: USAGE,
   });
 }
