@@ -63,7 +63,8 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid image-updater --home-dir /var/lib/image-updater --no-create-home \
                --shell /usr/sbin/nologin image-updater \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/image-updater \
-    && install -d -m 0755 /etc/image-updater
+    && install -d -m 0755 /etc/image-updater \
+    && ln -s /app/bin/image-updater.ts /usr/local/bin/image-updater
 
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
@@ -88,6 +89,7 @@ USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["node", "-e", "fetch(process.env.IMAGE_UPDATER_HEALTH_URL||'http://127.0.0.1:8080/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
+# `image-updater` is on PATH for operators: kubectl exec … -- image-updater backup --to /var/lib/image-updater/backup.db
 # SIGTERM: tini passes it to node, which stops accepting, finishes in-flight requests and the current
 # sync step, closes the database and exits 0.
 STOPSIGNAL SIGTERM

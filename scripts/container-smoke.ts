@@ -3,7 +3,8 @@
 // configuration mounted read-only, secrets in the environment) against a real git server and a
 // real registry on this host, and proves: it serves as uid 10001; its HEALTHCHECK passes; a POST
 // becomes a commit on the git server, with the image copied to the mirror first; SIGTERM stops it
-// with exit status 0 within a few seconds; and a restart on the same volume still knows the target.
+// with exit status 0 within a few seconds; `image-updater backup` works inside it; and a restart on
+// the same volume still knows the target.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -173,6 +174,11 @@ try {
   const [source, copy] = await Promise.all([skopeoDigest(registry, 'acme/app:1.0.1'), skopeoDigest(registry, mirrored.slice(registryHost.length + 1))]);
   if (source !== copy) throw new Error(`the mirror holds ${copy}, the source ${source}`);
   step(`POST → image copied to the mirror → commit ${head.slice(0, 12)} on the git server in ${Math.round(elapsed)} ms`);
+
+  // The operator's backup, inside the running container, onto its volume.
+  const backedUp = await podman('exec', name, 'image-updater', 'backup', '--to', '/var/lib/image-updater/backup.db');
+  if (!/: \d+ bytes, 1 targets, \d+ events, migration \S+; integrity ok$/.test(backedUp)) throw new Error(`image-updater backup printed: ${backedUp}`);
+  step(`image-updater backup inside the container: ${backedUp}`);
 
   const first = await stop();
   if (first.exitCode !== 0 || first.ms > STOP_LIMIT_MS) throw new Error(`SIGTERM: exit status ${first.exitCode} after ${Math.round(first.ms)} ms`);
