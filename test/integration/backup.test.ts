@@ -57,7 +57,7 @@ describe('image-updater backup', () => {
     expect((await fetch(`${restored.url}/readyz`)).status).toBe(200);
   });
 
-  it('never overwrites a file, and needs --to', () => {
+  it('never overwrites a file, needs --to, and leaves nothing behind when it fails', () => {
     const dir = tempDir();
     const file = path.join(dir, 'config.yaml');
     writeFileSync(file, configYaml(dir));
@@ -75,5 +75,13 @@ describe('image-updater backup', () => {
     const noFolder = runCli(['backup', '--config', file, '--to', path.join(dir, 'nope', 'b.db')]);
     expect(noFolder.code).toBe(1);
     expect(existsSync(path.join(dir, 'nope'))).toBe(false);
+
+    // A database that is not one: the backup fails and leaves no file that could pass for a copy.
+    writeFileSync(path.join(dir, 'db', 'image-updater.db'), 'not a database at all, but long enough to be read as one'.repeat(100));
+    const target = path.join(dir, 'damaged-backup.db');
+    const damaged = runCli(['backup', '--config', file, '--to', target]);
+    expect(damaged.code).toBe(1);
+    expect(damaged.stderr).toMatch(/^image-updater: backup failed: .*not a database/);
+    expect(existsSync(target)).toBe(false);
   });
 });
