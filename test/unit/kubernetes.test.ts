@@ -80,7 +80,7 @@ describe('the Kubernetes base (deploy/kubernetes)', () => {
     expect(secret.metadata.namespace).toBe(kustomization.namespace);
 
     const service = one('Service');
-    expect({ ...podLabels }).toMatchObject(service.spec.selector);
+    expect(podLabels).toMatchObject(service.spec.selector);
     const portNames = container.ports.map((p: any) => p.name);
     for (const p of service.spec.ports) expect(portNames).toContain(p.targetPort);
 
