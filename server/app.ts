@@ -52,6 +52,18 @@ const requireJson: RequestHandler = (req, _res, next) => {
  * metrics, and one log line (refusals at info with their code, the rest at debug).
  */
 function observe(log: Logger): RequestHandler {
+  // One labelled child per route, method and status: prom-client's labels() hashes its arguments on every call.
+  const counted = new Map<string, { requests: { inc(): void }; duration: { observe(value: number): void } }>();
+  function count(route: string, method: string, status: number) {
+    const key = `${status} ${method} ${route}`;
+    let child = counted.get(key);
+    if (!child) {
+      child = { requests: metrics.httpRequests.labels(route, method, String(status)), duration: metrics.httpDuration.labels(route) };
+      counted.set(key, child);
+    }
+    return child;
+  }
+
   return (req, res, next) => {
     const start = process.hrtime.bigint();
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
@@ -62,16 +74,19 @@ function observe(log: Logger): RequestHandler {
       const route = req.route ? `${req.baseUrl}${(req.route as { path: string }).path}` : 'unmatched';
       const status = res.statusCode;
       const code = res.locals.errorCode as string | undefined;
-      metrics.httpRequests.labels(route, req.method, String(status)).inc();
-      metrics.httpDuration.labels(route).observe(seconds);
+      const child = count(route, req.method, status);
+      child.requests.inc();
+      child.duration.observe(seconds);
       if (span.isRecording()) {
         span.updateName(`${req.method} ${route}`);
         span.setAttributes({ 'http.route': route, 'http.response.status_code': status, ...(code ? { [ATTR.errorCode]: code } : {}) });
         if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       }
       span.end();
+      const refused = status >= 400;
+      if (!refused && !log.isLevelEnabled('debug')) return;
       const fields = { method: req.method, path: req.path, status, ms: seconds * 1000, code, by: (res.locals.principal as { name?: string } | undefined)?.name };
-      if (status >= 400) log.info(fields, 'request refused');
+      if (refused) log.info(fields, 'request refused');
       else log.debug(fields, 'request served');
     });
     if (!span.isRecording()) {
