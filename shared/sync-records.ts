@@ -113,6 +113,10 @@ export function createSyncRecords(db: Database) {
     forgetMirrorTag: db.prepare('DELETE FROM mirror_tags WHERE repository = ? AND tag = ?'),
     wantedTags: db.prepare('SELECT desired_tag AS desired, applied_tag AS applied FROM targets WHERE image = ?'),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    // Whether the mirror already holds (confirmed or copied) this tag and digest for the target's latest request.
+    mirrorKnown: db.prepare(`SELECT 1 FROM events WHERE target_id = @targetId AND type IN ('mirror_confirmed', 'mirrored')
+        AND tag = @tag AND digest IS @digest
+        AND id > coalesce((SELECT max(id) FROM events WHERE target_id = @targetId AND type = 'requested'), 0)`).pluck(),
   };
 
   function event(targetId: number, at: number, type: string, tag: string | null, message: string | null, details: object | null, traceId: string | null, digest: string | null = null) {
@@ -122,7 +126,11 @@ export function createSyncRecords(db: Database) {
   const record = db.transaction((sync: SyncRecord) => {
     const traceId = sync.traceId ?? null;
     for (const m of sync.mirrorTags ?? []) q.mirrorTag.run({ ...m, at: sync.at });
-    for (const e of sync.events ?? []) event(e.targetId, sync.at, e.type, e.tag, e.message, e.details, traceId, e.digest);
+    for (const e of sync.events ?? []) {
+      // A sync retried (say, after a rejected push) confirms the mirror again: that is no news for the audit trail.
+      if (e.type === 'mirror_confirmed' && q.mirrorKnown.get(e)) continue;
+      event(e.targetId, sync.at, e.type, e.tag, e.message, e.details, traceId, e.digest);
+    }
     const commitOf = new Map<number, CommitRecord>();
     for (const c of sync.commits) {
       const id = q.commit.get(sync.repository, sync.branch, c.sha, c.mode, sync.at) as number;

@@ -1,5 +1,7 @@
 // The mirror step of a sync, end to end: real registries (Debian's docker-registry)
 // as source and mirror, images pushed with skopeo, a real git server and SQLite.
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../shared/registry/client.ts';
 import { git, startGitServer, type GitServer } from '../helpers/git-server.ts';
@@ -72,6 +74,34 @@ describe('mirror: verify', () => {
     expect(events.map((e) => e.type)).toEqual(['requested', 'awaiting_mirror', 'mirror_confirmed', 'committed', 'pushed', 'synced']);
     expect(events[1]!.message).toContain(`the mirror does not hold ${mirror.host}/${mirrorRepo(source, 'acme/verified')}:1.0.0 yet`);
     expect(events[2]).toMatchObject({ digest: built.digest, details: { mirror: `${mirror.host}/${mirrorRepo(source, 'acme/verified')}:1.0.0` } });
+  });
+
+  it('confirms the mirror once per requested tag: a sync retried after a rejected push adds no second mirror_confirmed', async () => {
+    const [source, mirror] = await Promise.all([registry('none'), registry('none')]);
+    const image = `${source.host}/acme/retried`;
+    const built = buildImage('1.0.0', 'confirm me once');
+    await pushImage(built, mirror, mirrorRepo(source, 'acme/retried'), '1.0.0');
+    const f = mirrorFixture({ source, mirror, mode: 'verify', image });
+    // The git server refuses pushes (a real pre-receive hook) during the first sync, so it ends in a retry.
+    const hook = path.join(f.bare, 'hooks', 'pre-receive');
+    writeFileSync(hook, '#!/bin/sh\necho "maintenance window" >&2\nexit 1\n', { mode: 0o755 });
+    await f.want(f.request(image, '1.0.0'));
+
+    await f.loop.once();
+    expect(f.target(image).status).toBe('pending');
+    rmSync(hook);
+    await new Promise((r) => setTimeout(r, 60)); // past retryMax (50ms)
+    await f.loop.once();
+    const target = f.target(image);
+    expect(target).toMatchObject({ status: 'synced', appliedDigest: built.digest });
+    const types = f.store.listEvents(target.id).map((e) => e.type);
+    expect(types.filter((t) => t === 'mirror_confirmed')).toHaveLength(1);
+    expect(types.at(-1)).toBe('synced');
+
+    // A new request for the same tag is a new look: confirmed again, once.
+    await f.want(f.request(image, '1.0.0', { digest: built.digest }));
+    await f.loop.once();
+    expect(f.store.listEvents(target.id).filter((e) => e.type === 'mirror_confirmed')).toHaveLength(2);
   });
 
   it('fails MIRROR_TIMEOUT once mirror.timeout has passed, naming what is missing', async () => {
