@@ -128,7 +128,7 @@ export function createSyncRecords(db: Database) {
     for (const m of sync.mirrorTags ?? []) q.mirrorTag.run({ ...m, at: sync.at });
     for (const e of sync.events ?? []) {
       // A sync retried (say, after a rejected push) confirms the mirror again: that is no news for the audit trail.
-      if (e.type === 'mirror_confirmed' && q.mirrorKnown.get(e)) continue;
+      if (e.type === 'mirror_confirmed' && q.mirrorKnown.get({ targetId: e.targetId, tag: e.tag, digest: e.digest })) continue;
       event(e.targetId, sync.at, e.type, e.tag, e.message, e.details, traceId, e.digest);
     }
     const commitOf = new Map<number, CommitRecord>();
