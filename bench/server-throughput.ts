@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
 import { spawnListening, stop } from './processes.ts';
 
@@ -38,11 +39,11 @@ function cpuTimeUs(pid: number | undefined): number {
   }
 }
 
-async function load(port: number, pid: number | undefined, concurrency: number, seconds: number): Promise<Omit<Row, 'server'>> {
+async function load(server: { port: number; child: ChildProcess }, concurrency: number, seconds: number): Promise<Omit<Row, 'server'>> {
   let n = 0;
-  const cpuBefore = cpuTimeUs(pid);
+  const cpuBefore = cpuTimeUs(server.child.pid);
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${server.port}`,
     connections: concurrency,
     duration: seconds,
     requests: [
@@ -66,7 +67,7 @@ async function load(port: number, pid: number | undefined, concurrency: number, 
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
-    cpuUs: result.requests.total > 0 ? (cpuTimeUs(pid) - cpuBefore) / result.requests.total : 0,
+    cpuUs: result.requests.total > 0 ? (cpuTimeUs(server.child.pid) - cpuBefore) / result.requests.total : 0,
     errors: result.errors + result.timeouts + result.non2xx,
   };
 }
@@ -119,13 +120,13 @@ tokens:
   const rows: Row[] = [];
   const stealBefore = readSteal();
   try {
-    await load(ours.port, ours.child.pid, 32, 1);
-    await load(bare.port, bare.child.pid, 32, 1);
+    await load(ours, 32, 1);
+    await load(bare, 32, 1);
     for (const c of CONCURRENCIES) {
       const rounds: Record<string, Array<Omit<Row, 'server'>>> = { 'bare express': [], 'image-updater': [] };
       for (let r = 0; r < ROUNDS; r++) {
-        rounds['bare express']!.push(await load(bare.port, bare.child.pid, c, SECONDS));
-        rounds['image-updater']!.push(await load(ours.port, ours.child.pid, c, SECONDS));
+        rounds['bare express']!.push(await load(bare, c, SECONDS));
+        rounds['image-updater']!.push(await load(ours, c, SECONDS));
       }
       for (const [server, results] of Object.entries(rounds)) {
         rows.push({
