@@ -51,15 +51,17 @@ export class ApiError extends Error {
  * Why a target could not be synced. Transient errors (network, git server,
  * rejected push) are retried with backoff; terminal ones stop the target as
  * `failed` until a new request, and their message says what to fix.
+ * `repository`: the failure is the repository's (or its host's), not the image's:
+ * a new tag for the target waits for the retry rather than trying again at once.
  */
 export const SYNC_ERRORS = {
   MARKER_NOT_FOUND: { transient: false },
   VALIDATION_FAILED: { transient: false },
   UNSAFE_PATH: { transient: false },
-  GIT_UNAVAILABLE: { transient: true },
-  GIT_AUTH_FAILED: { transient: true },
-  GIT_FAILED: { transient: true },
-  PUSH_REJECTED: { transient: true },
+  GIT_UNAVAILABLE: { transient: true, repository: true },
+  GIT_AUTH_FAILED: { transient: true, repository: true },
+  GIT_FAILED: { transient: true, repository: true },
+  PUSH_REJECTED: { transient: true, repository: true },
   SEARCH_FAILED: { transient: true },
   SYNC_FAILED: { transient: true },
   /** The image did not appear in the mirror (verify) or its source (copy) within `mirror.timeout`. */
@@ -71,13 +73,19 @@ export const SYNC_ERRORS = {
   REGISTRY_FAILED: { transient: true },
   /** The pull request carrying the target was closed without being merged. */
   PR_CLOSED: { transient: false },
-  GITHUB_AUTH_FAILED: { transient: true },
+  GITHUB_AUTH_FAILED: { transient: true, repository: true },
   /** GitHub's (secondary) rate limit: retried after the time it asks for. */
-  GITHUB_RATE_LIMITED: { transient: true },
-  GITHUB_FAILED: { transient: true },
+  GITHUB_RATE_LIMITED: { transient: true, repository: true },
+  GITHUB_FAILED: { transient: true, repository: true },
 } as const;
 
 export type SyncErrorCode = keyof typeof SYNC_ERRORS;
+
+/** Whether a recorded error code is a repository's failure (see SYNC_ERRORS). */
+export function isRepositoryFailure(code: string | null): boolean {
+  const known = code === null ? undefined : (SYNC_ERRORS as Record<string, { repository?: boolean }>)[code];
+  return known?.repository === true;
+}
 
 /** A sync failure with its code; the message is shown to users, so it names what to fix and holds no secret. */
 export class SyncError extends Error {

@@ -3,6 +3,7 @@
 import type { Database } from 'better-sqlite3';
 import { COLUMNS, type Target } from './database.ts';
 import { decideChange, type Change } from './desired-state.ts';
+import { isRepositoryFailure } from './errors.ts';
 
 /** A validated request for one target, with the repository and branch resolved. */
 export interface UpdateRequest {
@@ -46,6 +47,11 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
         updated_at = @at
       WHERE id = @id
       RETURNING ${COLUMNS}`),
+    // The same, for a target waiting out its repository's failure: it keeps its retry time, attempts and error.
+    requestHeld: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
+        batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent, updated_at = @at
+      WHERE id = @id
+      RETURNING ${COLUMNS}`),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
   };
@@ -69,6 +75,7 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
     const traceId = traceIdOf(meta.traceparent);
     const params = { ...update, ...meta };
     let target: Target;
+    let held = false;
     if (!existing) {
       target = q.insert.get(params) as Target;
     } else {
@@ -81,12 +88,20 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
           traceId,
         });
       }
-      target = q.request.get({ ...params, id: existing.id }) as Target;
+      // While the repository itself fails (unreachable, refused credentials, rate limit), a new tag joins the
+      // next retry: trying again on every request would only repeat the failure, once per CI job.
+      held = change === 'superseded' && existing.status === 'pending' && existing.nextAttemptAt > meta.at && isRepositoryFailure(existing.lastErrorCode);
+      target = (held ? q.requestHeld : q.request).get({ ...params, id: existing.id }) as Target;
     }
     addEvent(target.id, meta.at, 'requested', {
       tag: update.tag,
       digest: update.digest,
-      message: change === 'retried' ? 'requested again after a failure: retrying' : undefined,
+      message:
+        change === 'retried'
+          ? 'requested again after a failure: retrying'
+          : held
+            ? `the repository is failing (${target.lastErrorCode}): waits for its next retry at ${new Date(target.nextAttemptAt).toISOString()}`
+            : undefined,
       details: { by: meta.requestedBy, ...(meta.batchId ? { batchId: meta.batchId } : {}) },
       traceId,
     });

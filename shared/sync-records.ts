@@ -2,6 +2,7 @@
 // one sync recorded in one transaction (targets, events, commits).
 import type { Database } from 'better-sqlite3';
 import type { Target } from './database.ts';
+import { isRepositoryFailure, SYNC_ERRORS } from './errors.ts';
 
 /** A target as the syncer needs it; `confirmedDigest` is what the mirror holds for its tag, once confirmed. */
 export type DueTarget = Pick<
@@ -77,6 +78,16 @@ const DUE_COLUMNS = `id, generation, repository, branch, image, keyword, desired
   desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace, status,
   proposal_url AS proposalUrl`;
 
+const REPOSITORY_FAILURES = Object.keys(SYNC_ERRORS).filter((code) => isRepositoryFailure(code));
+
+/** Whether a sync got through to the repository: something landed, was proposed or failed on its own, and no repository failure. */
+function reachedRepository(sync: SyncRecord): boolean {
+  return (
+    sync.results.some((r) => r.kind === 'synced' || r.kind === 'proposed' || r.kind === 'failed') &&
+    !sync.results.some((r) => (r.kind === 'failed' || r.kind === 'retry') && isRepositoryFailure(r.error.code))
+  );
+}
+
 /** Prepares the syncer's statements on a connection. */
 export function createSyncRecords(db: Database) {
   const q = {
@@ -113,6 +124,10 @@ export function createSyncRecords(db: Database) {
     forgetMirrorTag: db.prepare('DELETE FROM mirror_tags WHERE repository = ? AND tag = ?'),
     wantedTags: db.prepare('SELECT desired_tag AS desired, applied_tag AS applied FROM targets WHERE image = ?'),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    // The targets of a repository+branch still waiting out a repository failure (codes: isRepositoryFailure).
+    release: db.prepare(`UPDATE targets SET next_attempt_at = @at
+      WHERE repository = @repository AND branch = @branch AND status = 'pending' AND next_attempt_at > @at
+        AND last_error_code IN (${REPOSITORY_FAILURES.map((c) => `'${c}'`).join(', ')})`),
     // Whether the mirror already holds (confirmed or copied) this tag and digest for the target's latest request.
     mirrorKnown: db.prepare(`SELECT 1 FROM events WHERE target_id = @targetId AND type IN ('mirror_confirmed', 'mirrored')
         AND tag = @tag AND digest IS @digest
@@ -172,6 +187,8 @@ export function createSyncRecords(db: Database) {
         event(t.id, sync.at, 'failed', t.desiredTag, r.error.message, { code: r.error.code, transient: true, retryAt: new Date(r.retryAt).toISOString() }, traceId);
       }
     }
+    // The repository answered again: whatever waited out its failure is due now, not at its own backoff.
+    if (reachedRepository(sync)) q.release.run({ repository: sync.repository, branch: sync.branch, at: sync.at });
   });
 
   return {

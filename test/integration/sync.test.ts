@@ -7,6 +7,7 @@ import { tempDir } from '../helpers/app.ts';
 import { git, GIT_PASSWORD, pushCompetingCommit, startGitServer, type GitServer } from '../helpers/git-server.ts';
 import { startSshServer } from '../helpers/ssh-server.ts';
 import { KEYWORD, syncFixture } from '../helpers/syncer.ts';
+import { createSyncRecords } from '../../shared/sync-records.ts';
 
 let server: GitServer;
 beforeAll(async () => {
@@ -114,6 +115,49 @@ describe('syncer', () => {
     await f.loop.once();
     expect(f.target('gcr.io/acme/api')).toMatchObject({ status: 'synced', appliedTag: '1.1', lastErrorCode: null });
     expect(f.show('apps/api.yaml')).toContain('gcr.io/acme/api:1.1');
+  });
+
+  it('holds a new tag while the git server is down rather than retrying per request; once a sync gets through, the held targets follow at once', async () => {
+    const f = syncFixture(server, {
+      files: { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0'), 'apps/web.yaml': deployment('gcr.io/acme/web', '1.0') },
+      // Backoffs far longer than the test: anything that syncs does so because it was released, not because time passed.
+      syncer: { retryInitial: '1h', retryMax: '2h' },
+    });
+    const records = createSyncRecords(f.store.db);
+    await f.want(f.request('gcr.io/acme/api', '1.1'), f.request('gcr.io/acme/web', '1.1'));
+    await server.stop();
+    try {
+      await f.loop.once();
+      const failing = f.target('gcr.io/acme/api');
+      expect(failing).toMatchObject({ status: 'pending', lastErrorCode: 'GIT_UNAVAILABLE', attempts: 1 });
+
+      // CI releases api again during the outage: the new tag is recorded and waits for the retry with the rest.
+      const [accepted] = await f.want(f.request('gcr.io/acme/api', '1.2'));
+      expect(accepted!.change).toBe('superseded');
+      expect(f.target('gcr.io/acme/api')).toMatchObject({ desiredTag: '1.2', status: 'pending', attempts: 1, nextAttemptAt: failing.nextAttemptAt, lastErrorCode: 'GIT_UNAVAILABLE' });
+      expect(records.dueGroups(Date.now())).toEqual([]);
+      expect(f.store.listEvents(failing.id).at(-1)).toMatchObject({
+        type: 'requested',
+        tag: '1.2',
+        message: `the repository is failing (GIT_UNAVAILABLE): waits for its next retry at ${new Date(failing.nextAttemptAt).toISOString()}`,
+      });
+    } finally {
+      await server.start();
+    }
+
+    // web's retry comes first and gets through; api, held for up to an hour, follows in the next pass.
+    f.store.db.prepare('UPDATE targets SET next_attempt_at = 0 WHERE image = ?').run('gcr.io/acme/web');
+    const stop = new AbortController();
+    const running = f.loop.run(stop.signal);
+    try {
+      for (let i = 0; i < 500 && f.target('gcr.io/acme/api').status !== 'synced'; i++) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    expect(f.target('gcr.io/acme/web')).toMatchObject({ status: 'synced', appliedTag: '1.1' });
+    expect(f.target('gcr.io/acme/api')).toMatchObject({ status: 'synced', appliedTag: '1.2', lastErrorCode: null });
+    expect(f.log()).toEqual(['Update gcr.io/acme/api to 1.2 (image-automation-prod)', 'Update gcr.io/acme/web to 1.1 (image-automation-prod)', 'initial']);
   });
 
   it('marks a target synced without a second commit when its push landed but was never recorded', async () => {
