@@ -81,10 +81,12 @@ export const SYNC_ERRORS = {
 
 export type SyncErrorCode = keyof typeof SYNC_ERRORS;
 
-/** Whether a recorded error code is a repository's failure (see SYNC_ERRORS). */
+/** The codes of a repository's failures (see SYNC_ERRORS). */
+export const REPOSITORY_FAILURES: readonly string[] = Object.entries(SYNC_ERRORS).flatMap(([code, kind]) => ('repository' in kind ? [code] : []));
+
+/** Whether a recorded error code is a repository's failure. */
 export function isRepositoryFailure(code: string | null): boolean {
-  const known = code === null ? undefined : (SYNC_ERRORS as Record<string, { repository?: boolean }>)[code];
-  return known?.repository === true;
+  return code !== null && REPOSITORY_FAILURES.includes(code);
 }
 
 /** A sync failure with its code; the message is shown to users, so it names what to fix and holds no secret. */

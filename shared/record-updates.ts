@@ -3,7 +3,7 @@
 import type { Database } from 'better-sqlite3';
 import { COLUMNS, type Target } from './database.ts';
 import { decideChange, type Change } from './desired-state.ts';
-import { isRepositoryFailure } from './errors.ts';
+import { isRepositoryFailure, REPOSITORY_FAILURES } from './errors.ts';
 
 /** A validated request for one target, with the repository and branch resolved. */
 export interface UpdateRequest {
@@ -37,10 +37,15 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
   const q = {
     byKey: db.prepare(`SELECT ${COLUMNS} FROM targets WHERE repository = ? AND branch = ? AND image = ? AND keyword = ?`),
     insert: db.prepare(`INSERT INTO targets (repository, branch, image, keyword, desired_tag, desired_digest, batch_id,
-        requested_by, requested_at, request_trace, status, next_attempt_at, created_at, updated_at)
+        requested_by, requested_at, request_trace, status, next_attempt_at, last_error_code, last_error_message, created_at, updated_at)
       VALUES (@repository, @branch, @image, @keyword, @tag, @digest, @batchId,
-        @requestedBy, @at, @traceparent, 'pending', @at, @at, @at)
+        @requestedBy, @at, @traceparent, 'pending', coalesce(@until, @at), @code, @message, @at, @at)
       RETURNING ${COLUMNS}`),
+    // The next retry of a repository+branch whose targets wait out a repository failure, and why.
+    hold: db.prepare(`SELECT next_attempt_at AS until, last_error_code AS code, last_error_message AS message FROM targets
+      WHERE repository = ? AND branch = ? AND status = 'pending' AND next_attempt_at > ?
+        AND last_error_code IN (${REPOSITORY_FAILURES.map((c) => `'${c}'`).join(', ')})
+      ORDER BY next_attempt_at LIMIT 1`),
     request: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
         batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent,
         status = 'pending', attempts = 0, next_attempt_at = @at, last_error_code = NULL, last_error_message = NULL,
@@ -75,9 +80,12 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
     const traceId = traceIdOf(meta.traceparent);
     const params = { ...update, ...meta };
     let target: Target;
-    let held = false;
+    let hold: { until: number; code: string } | undefined;
     if (!existing) {
-      target = q.insert.get(params) as Target;
+      // A new image in a repository that is failing joins its next retry too, with the failure as its reason.
+      const failing = q.hold.get(update.repository, update.branch, meta.at) as { until: number; code: string; message: string } | undefined;
+      hold = failing;
+      target = q.insert.get({ ...params, until: null, code: null, message: null, ...failing }) as Target;
     } else {
       if (change === 'unchanged') return { change, target: existing };
       if (change === 'superseded') {
@@ -90,8 +98,9 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
       }
       // While the repository itself fails (unreachable, refused credentials, rate limit), a new tag joins the
       // next retry: trying again on every request would only repeat the failure, once per CI job.
-      held = change === 'superseded' && existing.status === 'pending' && existing.nextAttemptAt > meta.at && isRepositoryFailure(existing.lastErrorCode);
+      const held = change === 'superseded' && existing.status === 'pending' && existing.nextAttemptAt > meta.at && isRepositoryFailure(existing.lastErrorCode);
       target = (held ? q.requestHeld : q.request).get({ ...params, id: existing.id }) as Target;
+      if (held) hold = { until: target.nextAttemptAt, code: target.lastErrorCode! };
     }
     addEvent(target.id, meta.at, 'requested', {
       tag: update.tag,
@@ -99,8 +108,8 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
       message:
         change === 'retried'
           ? 'requested again after a failure: retrying'
-          : held
-            ? `the repository is failing (${target.lastErrorCode}): waits for its next retry at ${new Date(target.nextAttemptAt).toISOString()}`
+          : hold
+            ? `the repository is failing (${hold.code}): waits for its next retry at ${new Date(hold.until).toISOString()}`
             : undefined,
       details: { by: meta.requestedBy, ...(meta.batchId ? { batchId: meta.batchId } : {}) },
       traceId,

@@ -2,7 +2,7 @@
 // one sync recorded in one transaction (targets, events, commits).
 import type { Database } from 'better-sqlite3';
 import type { Target } from './database.ts';
-import { isRepositoryFailure, SYNC_ERRORS } from './errors.ts';
+import { isRepositoryFailure, REPOSITORY_FAILURES } from './errors.ts';
 
 /** A target as the syncer needs it; `confirmedDigest` is what the mirror holds for its tag, once confirmed. */
 export type DueTarget = Pick<
@@ -78,8 +78,6 @@ const DUE_COLUMNS = `id, generation, repository, branch, image, keyword, desired
   desired_digest AS desiredDigest, attempts, requested_at AS requestedAt, request_trace AS requestTrace, status,
   proposal_url AS proposalUrl`;
 
-const REPOSITORY_FAILURES = Object.keys(SYNC_ERRORS).filter((code) => isRepositoryFailure(code));
-
 /** Whether a sync got through to the repository: something landed, was proposed or failed on its own, and no repository failure. */
 function reachedRepository(sync: SyncRecord): boolean {
   return (
@@ -124,6 +122,10 @@ export function createSyncRecords(db: Database) {
     forgetMirrorTag: db.prepare('DELETE FROM mirror_tags WHERE repository = ? AND tag = ?'),
     wantedTags: db.prepare('SELECT desired_tag AS desired, applied_tag AS applied FROM targets WHERE image = ?'),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    // After a repository failure: every pending target of the repository+branch waits for the same retry
+    // (requests that came during the sync included), so the next attempt is one sync, not one per target.
+    hold: db.prepare(`UPDATE targets SET next_attempt_at = @retryAt, last_error_code = @code, last_error_message = @message, updated_at = @at
+      WHERE repository = @repository AND branch = @branch AND status = 'pending' AND next_attempt_at < @retryAt`),
     // The targets of a repository+branch still waiting out a repository failure (codes: isRepositoryFailure).
     release: db.prepare(`UPDATE targets SET next_attempt_at = @at
       WHERE repository = @repository AND branch = @branch AND status = 'pending' AND next_attempt_at > @at
@@ -189,6 +191,8 @@ export function createSyncRecords(db: Database) {
     }
     // The repository answered again: whatever waited out its failure is due now, not at its own backoff.
     if (reachedRepository(sync)) q.release.run({ repository: sync.repository, branch: sync.branch, at: sync.at });
+    const failure = sync.results.find((r): r is Extract<TargetResult, { kind: 'retry' }> => r.kind === 'retry' && isRepositoryFailure(r.error.code));
+    if (failure) q.hold.run({ repository: sync.repository, branch: sync.branch, at: sync.at, retryAt: failure.retryAt, ...failure.error });
   });
 
   return {

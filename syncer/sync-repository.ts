@@ -157,12 +157,16 @@ export async function syncRepository(
     }
   }
 
-  const retryAt = (t: DueTarget) => ctx.now() + backoffMs(t.attempts + 1, { initialMs: config.syncer.retryInitial, maxMs: config.syncer.retryMax }, random);
+  // One retry time for every target this sync leaves to retry, from the most attempts among them: retrying
+  // targets of one repository+branch apart would cost one sync each, where together they cost one.
+  let sharedRetryAt: number | undefined;
+  const retryAt = () =>
+    (sharedRetryAt ??= ctx.now() + backoffMs(Math.max(...targets.map((t) => t.attempts)) + 1, { initialMs: config.syncer.retryInitial, maxMs: config.syncer.retryMax }, random));
   const pushRejected = (reason: string) =>
     new SyncError('PUSH_REJECTED', `the push to ${branch} was rejected ${config.syncer.pushAttempts} times (${reason}); will retry`);
   const fail = (t: DueTarget, error: SyncError): TargetResult =>
     error.transient
-      ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: error.retryAfterMs !== undefined ? ctx.now() + error.retryAfterMs : retryAt(t) }
+      ? { kind: 'retry', target: t, error: { code: error.code, message: error.message }, retryAt: error.retryAfterMs !== undefined ? ctx.now() + error.retryAfterMs : retryAt() }
       : { kind: 'failed', target: t, error: { code: error.code, message: error.message } };
   const pr = repo.writeBack === 'pull-request' ? repo.pullRequest : undefined;
 

@@ -119,7 +119,7 @@ describe('syncer', () => {
 
   it('holds a new tag while the git server is down rather than retrying per request; once a sync gets through, the held targets follow at once', async () => {
     const f = syncFixture(server, {
-      files: { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0'), 'apps/web.yaml': deployment('gcr.io/acme/web', '1.0') },
+      files: { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0'), 'apps/web.yaml': deployment('gcr.io/acme/web', '1.0'), 'apps/db.yaml': deployment('gcr.io/acme/db', '1.0') },
       // Backoffs far longer than the test: anything that syncs does so because it was released, not because time passed.
       syncer: { retryInitial: '1h', retryMax: '2h' },
     });
@@ -130,34 +130,39 @@ describe('syncer', () => {
       await f.loop.once();
       const failing = f.target('gcr.io/acme/api');
       expect(failing).toMatchObject({ status: 'pending', lastErrorCode: 'GIT_UNAVAILABLE', attempts: 1 });
+      // One retry for the repository+branch, not one per target: it will be one sync.
+      expect(f.target('gcr.io/acme/web').nextAttemptAt).toBe(failing.nextAttemptAt);
 
       // CI releases api again during the outage: the new tag is recorded and waits for the retry with the rest.
       const [accepted] = await f.want(f.request('gcr.io/acme/api', '1.2'));
       expect(accepted!.change).toBe('superseded');
       expect(f.target('gcr.io/acme/api')).toMatchObject({ desiredTag: '1.2', status: 'pending', attempts: 1, nextAttemptAt: failing.nextAttemptAt, lastErrorCode: 'GIT_UNAVAILABLE' });
+      // A first release of another image joins the same retry, with the repository's failure as its reason.
+      await f.want(f.request('gcr.io/acme/db', '2.0'));
+      expect(f.target('gcr.io/acme/db')).toMatchObject({ status: 'pending', attempts: 0, nextAttemptAt: failing.nextAttemptAt, lastErrorCode: 'GIT_UNAVAILABLE', lastErrorMessage: failing.lastErrorMessage });
       expect(records.dueGroups(Date.now())).toEqual([]);
-      expect(f.store.listEvents(failing.id).at(-1)).toMatchObject({
-        type: 'requested',
-        tag: '1.2',
-        message: `the repository is failing (GIT_UNAVAILABLE): waits for its next retry at ${new Date(failing.nextAttemptAt).toISOString()}`,
-      });
+      const waits = `the repository is failing (GIT_UNAVAILABLE): waits for its next retry at ${new Date(failing.nextAttemptAt).toISOString()}`;
+      expect(f.store.listEvents(failing.id).at(-1)).toMatchObject({ type: 'requested', tag: '1.2', message: waits });
+      expect(f.store.listEvents(f.target('gcr.io/acme/db').id)).toMatchObject([{ type: 'requested', tag: '2.0', message: waits }]);
     } finally {
       await server.start();
     }
 
-    // web's retry comes first and gets through; api, held for up to an hour, follows in the next pass.
+    // web alone becomes due (as its own retry time would make it) and gets through; api and db, held for up
+    // to an hour, follow together in the next pass.
     f.store.db.prepare('UPDATE targets SET next_attempt_at = 0 WHERE image = ?').run('gcr.io/acme/web');
     const stop = new AbortController();
     const running = f.loop.run(stop.signal);
     try {
-      for (let i = 0; i < 500 && f.target('gcr.io/acme/api').status !== 'synced'; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 500 && f.target('gcr.io/acme/db').status !== 'synced'; i++) await new Promise((r) => setTimeout(r, 20));
     } finally {
       stop.abort();
       await running;
     }
     expect(f.target('gcr.io/acme/web')).toMatchObject({ status: 'synced', appliedTag: '1.1' });
     expect(f.target('gcr.io/acme/api')).toMatchObject({ status: 'synced', appliedTag: '1.2', lastErrorCode: null });
-    expect(f.log()).toEqual(['Update gcr.io/acme/api to 1.2 (image-automation-prod)', 'Update gcr.io/acme/web to 1.1 (image-automation-prod)', 'initial']);
+    expect(f.target('gcr.io/acme/db')).toMatchObject({ status: 'synced', appliedTag: '2.0', lastErrorCode: null });
+    expect(f.log()).toEqual(['Update 2 images (image-automation-prod)', 'Update gcr.io/acme/web to 1.1 (image-automation-prod)', 'initial']);
   });
 
   it('marks a target synced without a second commit when its push landed but was never recorded', async () => {
