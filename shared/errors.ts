@@ -84,6 +84,9 @@ export type SyncErrorCode = keyof typeof SYNC_ERRORS;
 /** The codes of a repository's failures (see SYNC_ERRORS). */
 export const REPOSITORY_FAILURES: readonly string[] = Object.entries(SYNC_ERRORS).flatMap(([code, kind]) => ('repository' in kind ? [code] : []));
 
+/** The same codes as an SQL list, for `last_error_code IN (…)`. */
+export const REPOSITORY_FAILURES_SQL = REPOSITORY_FAILURES.map((code) => `'${code}'`).join(', ');
+
 /** Whether a recorded error code is a repository's failure. */
 export function isRepositoryFailure(code: string | null): boolean {
   return code !== null && REPOSITORY_FAILURES.includes(code);

@@ -3,7 +3,7 @@
 import type { Database } from 'better-sqlite3';
 import { COLUMNS, type Target } from './database.ts';
 import { decideChange, type Change } from './desired-state.ts';
-import { isRepositoryFailure, REPOSITORY_FAILURES } from './errors.ts';
+import { isRepositoryFailure, REPOSITORY_FAILURES_SQL } from './errors.ts';
 
 /** A validated request for one target, with the repository and branch resolved. */
 export interface UpdateRequest {
@@ -44,7 +44,7 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
     // The next retry of a repository+branch whose targets wait out a repository failure, and why.
     hold: db.prepare(`SELECT next_attempt_at AS until, last_error_code AS code, last_error_message AS message FROM targets
       WHERE repository = ? AND branch = ? AND status = 'pending' AND next_attempt_at > ?
-        AND last_error_code IN (${REPOSITORY_FAILURES.map((c) => `'${c}'`).join(', ')})
+        AND last_error_code IN (${REPOSITORY_FAILURES_SQL})
       ORDER BY next_attempt_at LIMIT 1`),
     request: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
         batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent,
@@ -80,12 +80,11 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
     const traceId = traceIdOf(meta.traceparent);
     const params = { ...update, ...meta };
     let target: Target;
-    let hold: { until: number; code: string } | undefined;
+    let hold: { until: number; code: string; message?: string } | undefined;
     if (!existing) {
       // A new image in a repository that is failing joins its next retry too, with the failure as its reason.
-      const failing = q.hold.get(update.repository, update.branch, meta.at) as { until: number; code: string; message: string } | undefined;
-      hold = failing;
-      target = q.insert.get({ ...params, until: null, code: null, message: null, ...failing }) as Target;
+      hold = q.hold.get(update.repository, update.branch, meta.at) as typeof hold;
+      target = q.insert.get({ ...params, until: null, code: null, message: null, ...hold }) as Target;
     } else {
       if (change === 'unchanged') return { change, target: existing };
       if (change === 'superseded') {

@@ -2,7 +2,7 @@
 // one sync recorded in one transaction (targets, events, commits).
 import type { Database } from 'better-sqlite3';
 import type { Target } from './database.ts';
-import { isRepositoryFailure, REPOSITORY_FAILURES } from './errors.ts';
+import { isRepositoryFailure, REPOSITORY_FAILURES_SQL } from './errors.ts';
 
 /** A target as the syncer needs it; `confirmedDigest` is what the mirror holds for its tag, once confirmed. */
 export type DueTarget = Pick<
@@ -129,7 +129,7 @@ export function createSyncRecords(db: Database) {
     // The targets of a repository+branch still waiting out a repository failure (codes: isRepositoryFailure).
     release: db.prepare(`UPDATE targets SET next_attempt_at = @at
       WHERE repository = @repository AND branch = @branch AND status = 'pending' AND next_attempt_at > @at
-        AND last_error_code IN (${REPOSITORY_FAILURES.map((c) => `'${c}'`).join(', ')})`),
+        AND last_error_code IN (${REPOSITORY_FAILURES_SQL})`),
     // Whether the mirror already holds (confirmed or copied) this tag and digest for the target's latest request.
     mirrorKnown: db.prepare(`SELECT 1 FROM events WHERE target_id = @targetId AND type IN ('mirror_confirmed', 'mirrored')
         AND tag = @tag AND digest IS @digest
