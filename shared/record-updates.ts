@@ -3,7 +3,7 @@
 import type { Database } from 'better-sqlite3';
 import { COLUMNS, type Target } from './database.ts';
 import { decideChange, type Change } from './desired-state.ts';
-import { isRepositoryFailure, REPOSITORY_FAILURES_SQL } from './errors.ts';
+import { isRepositoryFailure } from './errors.ts';
 
 /** A validated request for one target, with the repository and branch resolved. */
 export interface UpdateRequest {
@@ -41,20 +41,16 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
       VALUES (@repository, @branch, @image, @keyword, @tag, @digest, @batchId,
         @requestedBy, @at, @traceparent, 'pending', coalesce(@until, @at), @code, @message, @at, @at)
       RETURNING ${COLUMNS}`),
-    // The next retry of a repository+branch whose targets wait out a repository failure, and why.
-    hold: db.prepare(`SELECT next_attempt_at AS until, last_error_code AS code, last_error_message AS message FROM targets
-      WHERE repository = ? AND branch = ? AND status = 'pending' AND next_attempt_at > ?
-        AND last_error_code IN (${REPOSITORY_FAILURES_SQL})
-      ORDER BY next_attempt_at LIMIT 1`),
+    // The retries still ahead in a repository+branch. On the hot path, so kept to what targets_due answers
+    // alone (pending targets whose retry is ahead: none when all is well), in the index's order, soonest first.
+    // An IN list of codes or an ORDER BY here measured 14-17 µs a request instead of 5: the codes are checked in JS.
+    retries: db.prepare(`SELECT next_attempt_at AS until, last_error_code AS code, last_error_message AS message FROM targets
+      WHERE status = 'pending' AND next_attempt_at > ? AND repository = ? AND branch = ?`),
+    // A held request keeps the attempts, so the shared backoff keeps growing while the outage lasts.
     request: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
         batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent,
-        status = 'pending', attempts = 0, next_attempt_at = @at, last_error_code = NULL, last_error_message = NULL,
-        updated_at = @at
-      WHERE id = @id
-      RETURNING ${COLUMNS}`),
-    // The same, for a target waiting out its repository's failure: it keeps its retry time, attempts and error.
-    requestHeld: db.prepare(`UPDATE targets SET desired_tag = @tag, desired_digest = @digest, generation = generation + 1,
-        batch_id = @batchId, requested_by = @requestedBy, requested_at = @at, request_trace = @traceparent, updated_at = @at
+        status = 'pending', attempts = CASE WHEN @until IS NULL THEN 0 ELSE attempts END, next_attempt_at = coalesce(@until, @at),
+        last_error_code = @code, last_error_message = @message, updated_at = @at
       WHERE id = @id
       RETURNING ${COLUMNS}`),
     event: db.prepare(`INSERT INTO events (target_id, at, type, tag, digest, message, details, trace_id)
@@ -74,19 +70,29 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
     );
   }
 
+  /** The next retry of a repository+branch that waits out a repository failure, and why; undefined when none does. */
+  function heldUntil(repository: string, branch: string, at: number) {
+    type Retry = { until: number; code: string; message: string };
+    // Almost always there is no retry ahead, or the first is the repository's (a repository failure holds all
+    // its targets to one retry): one row answers.
+    const soonest = q.retries.get(at, repository, branch) as Retry | undefined;
+    if (!soonest || isRepositoryFailure(soonest.code)) return soonest;
+    return (q.retries.all(at, repository, branch) as Retry[]).find((r) => isRepositoryFailure(r.code));
+  }
+
   function recordOne(update: UpdateRequest, meta: RequestMeta): RecordResult {
     const existing = q.byKey.get(update.repository, update.branch, update.image, update.keyword) as Target | undefined;
     const change = decideChange(existing, update);
+    if (change === 'unchanged') return { change, target: existing! };
     const traceId = traceIdOf(meta.traceparent);
-    const params = { ...update, ...meta };
+    // While the repository itself fails (unreachable, refused credentials, rate limit), a new tag or image joins
+    // its next retry, with the failure as its reason: trying at once would only repeat it, once per CI job.
+    const hold = heldUntil(update.repository, update.branch, meta.at);
+    const params = { ...update, ...meta, until: null, code: null, message: null, ...hold };
     let target: Target;
-    let hold: { until: number; code: string; message?: string } | undefined;
     if (!existing) {
-      // A new image in a repository that is failing joins its next retry too, with the failure as its reason.
-      hold = q.hold.get(update.repository, update.branch, meta.at) as typeof hold;
-      target = q.insert.get({ ...params, until: null, code: null, message: null, ...hold }) as Target;
+      target = q.insert.get(params) as Target;
     } else {
-      if (change === 'unchanged') return { change, target: existing };
       if (change === 'superseded') {
         addEvent(existing.id, meta.at, 'superseded', {
           tag: existing.desiredTag,
@@ -95,21 +101,16 @@ export function createUpdateRecorder(db: Database): (updates: UpdateRequest[], m
           traceId,
         });
       }
-      // While the repository itself fails (unreachable, refused credentials, rate limit), a new tag joins the
-      // next retry: trying again on every request would only repeat the failure, once per CI job.
-      const held = change === 'superseded' && existing.status === 'pending' && existing.nextAttemptAt > meta.at && isRepositoryFailure(existing.lastErrorCode);
-      target = (held ? q.requestHeld : q.request).get({ ...params, id: existing.id }) as Target;
-      if (held) hold = { until: target.nextAttemptAt, code: target.lastErrorCode! };
+      target = q.request.get({ ...params, id: existing.id }) as Target;
     }
     addEvent(target.id, meta.at, 'requested', {
       tag: update.tag,
       digest: update.digest,
-      message:
-        change === 'retried'
+      message: hold
+        ? `the repository is failing (${hold.code}): waits for its next retry at ${new Date(hold.until).toISOString()}`
+        : change === 'retried'
           ? 'requested again after a failure: retrying'
-          : hold
-            ? `the repository is failing (${hold.code}): waits for its next retry at ${new Date(hold.until).toISOString()}`
-            : undefined,
+          : undefined,
       details: { by: meta.requestedBy, ...(meta.batchId ? { batchId: meta.batchId } : {}) },
       traceId,
     });

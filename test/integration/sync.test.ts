@@ -165,6 +165,28 @@ describe('syncer', () => {
     expect(f.log()).toEqual(['Update 2 images (image-automation-prod)', 'Update gcr.io/acme/web to 1.1 (image-automation-prod)', 'initial']);
   });
 
+  it('holds the new tag of a target that was synced before the outage began', async () => {
+    const f = syncFixture(server, {
+      files: { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0'), 'apps/web.yaml': deployment('gcr.io/acme/web', '1.0') },
+      syncer: { retryInitial: '1h', retryMax: '2h' },
+    });
+    await f.want(f.request('gcr.io/acme/api', '1.1'));
+    await f.loop.once();
+    expect(f.target('gcr.io/acme/api').status).toBe('synced');
+    await f.want(f.request('gcr.io/acme/web', '1.1'));
+    await server.stop();
+    try {
+      await f.loop.once();
+      const failing = f.target('gcr.io/acme/web');
+      expect(failing).toMatchObject({ status: 'pending', lastErrorCode: 'GIT_UNAVAILABLE' });
+      await f.want(f.request('gcr.io/acme/api', '1.2'));
+      expect(f.target('gcr.io/acme/api')).toMatchObject({ desiredTag: '1.2', status: 'pending', nextAttemptAt: failing.nextAttemptAt, lastErrorCode: 'GIT_UNAVAILABLE' });
+      expect(createSyncRecords(f.store.db).dueGroups(Date.now())).toEqual([]);
+    } finally {
+      await server.start();
+    }
+  });
+
   it('marks a target synced without a second commit when its push landed but was never recorded', async () => {
     const f = syncFixture(server, { files: { 'apps/api.yaml': deployment('gcr.io/acme/api', '1.0') } });
     await f.want(f.request('gcr.io/acme/api', '1.1'));
